@@ -1,0 +1,73 @@
+# DL-7450 firmware with the `mqtt` module: every entry point.
+#
+#   make            build/micropython (fetches MicroPython and the packages it needs)
+#   make demo       build, start a local mosquitto, run examples/workshop_app.py
+#   make test       everything: cargo test + end-to-end tests of the firmware
+#   make MICROPY_DIR=/path/to/micropython   build against an existing tree
+
+SHELL := /bin/bash
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+
+TOP := $(CURDIR)
+MICROPY_DIR ?= $(TOP)/micropython/src
+VARIANT_DIR := $(TOP)/micropython/variants/dl7450
+BUILD := $(TOP)/build
+PORT_BUILD := $(BUILD)/unix
+FIRMWARE := $(BUILD)/micropython
+VENV := $(TOP)/.venv
+PYTEST := $(VENV)/bin/pytest
+JOBS ?= $(shell nproc)
+
+# Debian packages the build and the tests need (checked, installed if missing).
+DEB_PACKAGES := gcc make pkg-config dpkg-dev xz-utils libmbedtls-dev libffi-dev \
+	libclang-dev mosquitto mosquitto-clients python3-venv openssl
+
+PORT_MAKE = $(MAKE) -C $(MICROPY_DIR)/ports/unix \
+	VARIANT_DIR=$(VARIANT_DIR) BUILD=$(PORT_BUILD) \
+	USER_C_MODULES=$(TOP)/mpy_module $(PORT_MAKE_EXTRA)
+
+.PHONY: all firmware deps fetch mpy-cross test test-rust test-e2e demo clean distclean venv
+
+all: firmware
+
+deps:
+	@tools/ensure-packages.sh $(DEB_PACKAGES)
+
+ifeq ($(MICROPY_DIR),$(TOP)/micropython/src)
+fetch: deps
+	@tools/fetch-micropython.sh $(MICROPY_DIR) $(TOP)/micropython/download
+else
+fetch: deps
+	@test -f $(MICROPY_DIR)/py/mpconfig.h || { echo "MICROPY_DIR=$(MICROPY_DIR) is not a MicroPython tree"; exit 1; }
+endif
+
+mpy-cross: fetch
+	@$(MAKE) -s -C $(MICROPY_DIR)/mpy-cross -j$(JOBS) >/dev/null
+
+firmware: mpy-cross
+	@$(PORT_MAKE) -j$(JOBS)
+	@cp $(PORT_BUILD)/micropython $(FIRMWARE).tmp && mv $(FIRMWARE).tmp $(FIRMWARE)
+	@echo "firmware: $(FIRMWARE)"
+
+venv: $(VENV)/.ok
+$(VENV)/.ok: tests/requirements.txt | deps
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q -r tests/requirements.txt
+	touch $@
+
+test: firmware venv test-rust test-e2e
+
+test-rust:
+	cargo test --quiet
+
+test-e2e: firmware venv
+	MQTT_FIRMWARE=$(FIRMWARE) $(PYTEST) -q tests/e2e
+
+demo: firmware
+	@tools/demo.sh $(FIRMWARE)
+
+clean:
+	rm -rf $(BUILD) target
+
+distclean: clean
+	rm -rf micropython/src micropython/download $(VENV)

@@ -1,0 +1,16 @@
+/*
+ * DL-7450 host firmware: MicroPython's unix port configured as the host
+ * stand-in for the DL-7450 device firmware, with the `mqtt` module built in.
+ */
+
+// Same feature level as the unix "standard" variant.
+#define MICROPY_CONFIG_ROM_LEVEL (MICROPY_CONFIG_ROM_LEVEL_EXTRA_FEATURES)
+
+// The mqtt module schedules its event pump with a static scheduler node, so it
+// never competes with Python callbacks for the scheduler's queue.
+#define MICROPY_SCHEDULER_STATIC_NODES (1)
+#define MICROPY_SCHEDULER_DEPTH        (8)
+
+// Unix extras (sys.atexit, time, select, websocket, ...). Included by this
+// path so that the variant can live outside the MicroPython tree.
+#include "variants/mpconfigvariant_common.h"

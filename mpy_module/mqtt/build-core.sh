@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Builds the Rust core of the mqtt module and turns it into one relocatable
+# object for the firmware link: `ld -r` keeps only what the exported mqtt_rs_*
+# functions need, and objcopy makes every other symbol local, so Rust's
+# compiler_builtins (fmod, memcpy, ...) never replace the port's own.
+# Usage: build-core.sh CRATE_DIR OUTPUT.o   (env: see micropython.mk)
+set -euo pipefail
+
+crate=$1
+out=$2
+: "${CARGO:=cargo}"
+: "${LD:=ld}"
+: "${OBJCOPY:=objcopy}"
+: "${NM:=nm}"
+command -v "$CARGO" >/dev/null || export PATH="$HOME/.cargo/bin:$PATH"
+
+export CARGO_TARGET_DIR=${MQTT_CARGO_TARGET_DIR:-$crate/target/firmware}
+args=(rustc --manifest-path "$crate/Cargo.toml" --release --lib --features firmware --crate-type staticlib)
+libdir=$CARGO_TARGET_DIR/release
+if [ -n "${MQTT_RUST_TARGET:-}" ]; then
+    args+=(--target "$MQTT_RUST_TARGET")
+    libdir=$CARGO_TARGET_DIR/$MQTT_RUST_TARGET/release
+fi
+[ -n "${V:-}" ] || args+=(-q)
+"$CARGO" "${args[@]}"
+
+lib=$libdir/libdl7450_mqtt.a
+syms=$("$NM" -g --defined-only "$lib" 2>/dev/null | awk '$2 == "T" && $3 ~ /^mqtt_rs_/ {print $3}' | sort -u)
+if [ -z "$syms" ]; then
+    echo "build-core.sh: no mqtt_rs_* symbols in $lib" >&2
+    exit 1
+fi
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+undef=()
+keep=()
+for s in $syms; do
+    undef+=(-u "$s")
+    keep+=(--keep-global-symbol="$s")
+done
+"$LD" -r "${undef[@]}" -o "$tmp/partial.o" "$lib"
+"$OBJCOPY" "${keep[@]}" "$tmp/partial.o" "$tmp/core.o"
+# Cargo may hand back an archive with an old mtime: compare contents, and
+# only then touch the object the link depends on.
+if ! cmp -s "$tmp/core.o" "$out"; then
+    cp "$tmp/core.o" "$out"
+fi

@@ -1,0 +1,37 @@
+# The `mqtt` user C module (make-based ports: unix, stm32, ...).
+#
+# Add the folder that contains this one to USER_C_MODULES. The Rust core is
+# built with cargo from the crate two levels up, after the port's generated
+# headers (bindgen reads them), and linked as one partially-linked object so
+# that Rust's compiler_builtins never replace the port's libm/libc symbols.
+
+MQTT_MOD_DIR := $(USERMOD_DIR)
+MQTT_CRATE_DIR := $(abspath $(MQTT_MOD_DIR)/../..)
+MQTT_CORE_OBJ := $(BUILD)/mqtt_core/mqtt_core.o
+
+SRC_USERMOD_C += $(MQTT_MOD_DIR)/modmqtt.c $(MQTT_MOD_DIR)/mqtt_glue.c $(MQTT_MOD_DIR)/mqtt_loop.c
+CFLAGS_USERMOD += -I$(MQTT_MOD_DIR) -DMICROPY_PY_MQTT=1
+LDFLAGS_USERMOD += $(MQTT_CORE_OBJ)
+# qstrs used only from Rust
+QSTR_DEFS += $(abspath $(MQTT_MOD_DIR)/qstrdefs_mqtt.h)
+
+# Target triple for cargo; empty means the host (the unix port).
+MQTT_RUST_TARGET ?=
+# The headers bindgen needs from the port's build.
+MQTT_GENHDRS := $(HEADER_BUILD)/qstrdefs.generated.h $(HEADER_BUILD)/root_pointers.h $(HEADER_BUILD)/moduledefs.h
+ifeq ($(MICROPY_ROM_TEXT_COMPRESSION),1)
+MQTT_GENHDRS += $(HEADER_BUILD)/compressed.data.h
+endif
+
+$(MQTT_CORE_OBJ): $(MQTT_GENHDRS) FORCE
+	$(ECHO) "CARGO mqtt core"
+	$(Q)$(MKDIR) -p $(dir $@)
+	$(Q)MQTT_MPY_CFLAGS='$(CFLAGS)' \
+	    MQTT_MPY_CWD='$(CURDIR)' \
+	    MQTT_MPY_HEADER='$(abspath $(MQTT_MOD_DIR)/mqtt_bindgen.h)' \
+	    MQTT_RUST_TARGET='$(MQTT_RUST_TARGET)' \
+	    CC='$(CC)' LD='$(LD)' OBJCOPY='$(OBJCOPY)' NM='$(NM)' \
+	    $(MQTT_MOD_DIR)/build-core.sh '$(MQTT_CRATE_DIR)' '$(abspath $@)'
+
+# The shim's objects wait for the core, so the link sees a fresh object.
+$(BUILD)/mqtt/modmqtt.o: $(MQTT_CORE_OBJ)

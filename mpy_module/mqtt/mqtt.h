@@ -1,0 +1,97 @@
+/*
+ * The interface between the C shim of the `mqtt` module and its Rust core.
+ *
+ * mqtt_rs_*  are implemented in Rust (src/binding); they never raise: errors
+ *            come back in an mqtt_status_t and the C side raises them.
+ * mqtt_c_*   are implemented in C (this folder); they never raise either:
+ *            every MicroPython call that can raise is made inside nlr_push
+ *            here, so a MicroPython exception never unwinds a Rust frame.
+ *
+ * This header is also the input of bindgen (see build.rs).
+ */
+#ifndef MICROPY_INCLUDED_MQTT_H
+#define MICROPY_INCLUDED_MQTT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "py/obj.h"
+
+// What went wrong in a call into Rust; the C side turns it into an exception.
+typedef enum {
+    MQTT_STATUS_OK = 0,
+    MQTT_STATUS_TYPE_ERROR = 1,   // TypeError(msg)
+    MQTT_STATUS_VALUE_ERROR = 2,  // ValueError(msg)
+    MQTT_STATUS_MQTT_ERROR = 3,   // MqttError(code, ErrorDescription(code))
+    MQTT_STATUS_MEMORY_ERROR = 4, // MemoryError
+} mqtt_status_kind_t;
+
+typedef struct _mqtt_status_t {
+    mqtt_status_kind_t kind;
+    int code;           // MQTT_STATUS_MQTT_ERROR: the errno
+    const char *msg;    // static text of a TYPE/VALUE error (not NUL-terminated)
+    size_t msg_len;
+} mqtt_status_t;
+
+// Which callback a Rust event dispatch is for.
+typedef enum {
+    MQTT_CB_CONNECT = 0,
+    MQTT_CB_MESSAGE = 1,
+    MQTT_CB_PUBLISH = 2,
+    MQTT_CB_SUBSCRIBE = 3,
+    MQTT_CB_UNSUBSCRIBE = 4,
+    MQTT_CB_COUNT = 5,
+} mqtt_cb_t;
+
+// ---- implemented in Rust ------------------------------------------------------
+
+size_t mqtt_rs_client_size(void);
+void mqtt_rs_client_init(void *rs, mp_obj_t url, mp_obj_t client_id, int slot, mqtt_status_t *st);
+void mqtt_rs_client_deinit(void *rs, bool initialised);
+void mqtt_rs_client_print(void *rs, const char **url, size_t *url_len);
+void mqtt_rs_connect(void *rs, mp_obj_t on_connect, mp_obj_t options, mqtt_status_t *st);
+mp_int_t mqtt_rs_publish(void *rs, mp_obj_t topic, mp_obj_t message, mp_obj_t qos, mp_obj_t retain, mqtt_status_t *st);
+mp_int_t mqtt_rs_subscribe(void *rs, mp_obj_t topics, bool unsubscribe, mqtt_status_t *st);
+void mqtt_rs_disconnect(void *rs, mqtt_status_t *st);
+bool mqtt_rs_is_connected(void *rs);
+void mqtt_rs_set_callback(void *rs, mqtt_cb_t which, mp_obj_t cb, mqtt_status_t *st);
+// Drives one client: I/O, timers, callbacks. Returns true while the client is
+// active (connected, connecting or waiting to retry).
+bool mqtt_rs_pump(void *rs, mp_obj_t self);
+const char *mqtt_rs_error_description(mp_int_t code, size_t *len);
+
+// ---- implemented in C ---------------------------------------------------------
+
+// Objects (MP_OBJ_NULL when out of memory).
+mp_obj_t mqtt_c_new_str(const char *data, size_t len);
+mp_obj_t mqtt_c_new_bytes(const uint8_t *data, size_t len);
+mp_obj_t mqtt_c_new_bytearray(size_t len, uint8_t **items);
+
+// Callbacks: called with the exception printed and swallowed.
+void mqtt_c_call_connect(mp_obj_t cb, mp_int_t rc, bool session_present);
+void mqtt_c_call_message(mp_obj_t cb, mp_obj_t topic, mp_obj_t payload);
+void mqtt_c_call_ints(mp_obj_t cb, size_t n, mp_int_t a, mp_int_t b);
+void mqtt_c_call_subscribe(mp_obj_t cb, mp_int_t mid, const uint8_t *granted, size_t n);
+
+// Transport through the firmware's `socket` module. Returns 0, or a positive
+// errno (OSError), or -1 for a failure that is not an OSError (message in *what).
+int mqtt_c_sock_open(const char *host, size_t host_len, uint16_t port, mp_obj_t *sock, int *fd, const char **what);
+// Non-blocking stream I/O: bytes done, or -1 with *err (MP_EAGAIN: try later).
+mp_int_t mqtt_c_sock_read(mp_obj_t sock, uint8_t *buf, size_t len, int *err);
+mp_int_t mqtt_c_sock_write(mp_obj_t sock, const uint8_t *buf, size_t len, int *err);
+// Readiness (MP_STREAM_POLL_RD/WR/ERR/HUP flags) without blocking.
+uintptr_t mqtt_c_sock_poll(mp_obj_t sock, uintptr_t flags);
+void mqtt_c_sock_close(mp_obj_t sock);
+
+// Time and the event loop.
+uint64_t mqtt_c_ticks_ms(void);
+// The client in `slot` wants the pump to run when fd is readable (or writable
+// when want_write), or at deadline_ms (UINT64_MAX: none). fd < 0: no socket.
+void mqtt_c_watch(int slot, int fd, bool want_write, uint64_t deadline_ms);
+void mqtt_c_unwatch(int slot);
+int mqtt_c_slot_alloc(void);
+void mqtt_c_slot_free(int slot);
+// Asks for the pump to run soon (from the Python thread).
+void mqtt_c_request_pump(void);
+
+#endif // MICROPY_INCLUDED_MQTT_H

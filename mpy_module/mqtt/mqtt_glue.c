@@ -1,0 +1,274 @@
+/*
+ * Helpers the Rust core calls into. Each one catches every MicroPython
+ * exception with nlr_push, so nothing ever unwinds through a Rust frame.
+ */
+#include <string.h>
+
+#include "py/runtime.h"
+#include "py/stream.h"
+#include "py/mperrno.h"
+#include "py/objstr.h"
+#include "mqtt.h"
+
+#if MICROPY_PY_MQTT
+
+/******************************************************************************/
+// Objects
+
+mp_obj_t mqtt_c_new_str(const char *data, size_t len) {
+    nlr_buf_t nlr;
+    if (nlr_push(&nlr) == 0) {
+        mp_obj_t o = mp_obj_new_str(data, len);
+        nlr_pop();
+        return o;
+    }
+    return MP_OBJ_NULL;
+}
+
+mp_obj_t mqtt_c_new_bytes(const uint8_t *data, size_t len) {
+    nlr_buf_t nlr;
+    if (nlr_push(&nlr) == 0) {
+        mp_obj_t o = mp_obj_new_bytes(data, len);
+        nlr_pop();
+        return o;
+    }
+    return MP_OBJ_NULL;
+}
+
+mp_obj_t mqtt_c_new_bytearray(size_t len, uint8_t **items) {
+    nlr_buf_t nlr;
+    if (nlr_push(&nlr) == 0) {
+        mp_obj_t o = mp_obj_new_bytearray_by_ref(0, NULL);
+        mp_obj_array_t *a = MP_OBJ_TO_PTR(o);
+        a->items = m_new(uint8_t, len ? len : 1);
+        a->len = len;
+        a->free = 0;
+        *items = a->items;
+        nlr_pop();
+        return o;
+    }
+    return MP_OBJ_NULL;
+}
+
+/******************************************************************************/
+// Callbacks
+
+static void mqtt_call_protected(mp_obj_t cb, size_t n, const mp_obj_t *args) {
+    if (cb == MP_OBJ_NULL || cb == mp_const_none) {
+        return;
+    }
+    nlr_buf_t nlr;
+    if (nlr_push(&nlr) == 0) {
+        mp_call_function_n_kw(cb, n, 0, args);
+        nlr_pop();
+    } else {
+        mp_obj_t exc = MP_OBJ_FROM_PTR(nlr.ret_val);
+        if (mp_obj_is_subclass_fast(MP_OBJ_FROM_PTR(mp_obj_get_type(exc)), MP_OBJ_FROM_PTR(&mp_type_KeyboardInterrupt))
+            || mp_obj_is_subclass_fast(MP_OBJ_FROM_PTR(mp_obj_get_type(exc)), MP_OBJ_FROM_PTR(&mp_type_SystemExit))) {
+            // Ctrl-C and sys.exit() are the user's, not the callback's failure:
+            // remember them for the VM to raise once the pump is done.
+            MP_STATE_THREAD(mp_pending_exception) = exc;
+            #if MICROPY_ENABLE_SCHEDULER
+            if (MP_STATE_VM(sched_state) == MP_SCHED_IDLE) {
+                MP_STATE_VM(sched_state) = MP_SCHED_PENDING;
+            }
+            #endif
+            return;
+        }
+        // An exception in a callback is printed and the client goes on.
+        mp_printf(MICROPY_ERROR_PRINTER, "mqtt: exception in callback\n");
+        mp_obj_print_exception(MICROPY_ERROR_PRINTER, exc);
+    }
+}
+
+void mqtt_c_call_connect(mp_obj_t cb, mp_int_t rc, bool session_present) {
+    if (cb == MP_OBJ_NULL || cb == mp_const_none) {
+        return;
+    }
+    mp_obj_t args[2] = { MP_OBJ_NEW_SMALL_INT(rc), MP_OBJ_NULL };
+    nlr_buf_t nlr;
+    if (nlr_push(&nlr) == 0) {
+        args[1] = mp_obj_new_dict(1);
+        mp_obj_dict_store(args[1], MP_OBJ_NEW_QSTR(MP_QSTR_session_present), mp_obj_new_bool(session_present));
+        nlr_pop();
+    } else {
+        return; // out of memory: nothing sensible to call with
+    }
+    mqtt_call_protected(cb, 2, args);
+}
+
+void mqtt_c_call_message(mp_obj_t cb, mp_obj_t topic, mp_obj_t payload) {
+    mp_obj_t args[2] = { topic, payload };
+    mqtt_call_protected(cb, 2, args);
+}
+
+void mqtt_c_call_ints(mp_obj_t cb, size_t n, mp_int_t a, mp_int_t b) {
+    mp_obj_t args[2] = { MP_OBJ_NEW_SMALL_INT(a), MP_OBJ_NEW_SMALL_INT(b) };
+    mqtt_call_protected(cb, n, args);
+}
+
+void mqtt_c_call_subscribe(mp_obj_t cb, mp_int_t mid, const uint8_t *granted, size_t n) {
+    if (cb == MP_OBJ_NULL || cb == mp_const_none) {
+        return;
+    }
+    mp_obj_t args[2] = { MP_OBJ_NEW_SMALL_INT(mid), MP_OBJ_NULL };
+    nlr_buf_t nlr;
+    if (nlr_push(&nlr) == 0) {
+        args[1] = mp_obj_new_list(n, NULL);
+        mp_obj_list_t *l = MP_OBJ_TO_PTR(args[1]);
+        for (size_t i = 0; i < n; i++) {
+            l->items[i] = MP_OBJ_NEW_SMALL_INT(granted[i]);
+        }
+        nlr_pop();
+    } else {
+        return;
+    }
+    mqtt_call_protected(cb, 2, args);
+}
+
+/******************************************************************************/
+// Transport through the firmware's socket module
+
+static mp_obj_t mqtt_socket_const(mp_obj_t mod, qstr name, mp_int_t dflt) {
+    mp_obj_t dest[2];
+    mp_load_method_maybe(mod, name, dest);
+    return dest[0] != MP_OBJ_NULL ? dest[0] : MP_OBJ_NEW_SMALL_INT(dflt);
+}
+
+static mp_obj_t mqtt_call_method(mp_obj_t obj, qstr name, size_t n, const mp_obj_t *args) {
+    mp_obj_t dest[2 + 4];
+    mp_load_method(obj, name, dest);
+    for (size_t i = 0; i < n; i++) {
+        dest[2 + i] = args[i];
+    }
+    return mp_call_method_n_kw(n, 0, dest);
+}
+
+static int mqtt_oserror_errno(mp_obj_t exc, const char **what) {
+    if (mp_obj_is_subclass_fast(MP_OBJ_FROM_PTR(mp_obj_get_type(exc)), MP_OBJ_FROM_PTR(&mp_type_OSError))) {
+        mp_obj_t v = mp_obj_exception_get_value(exc);
+        if (mp_obj_is_small_int(v) && MP_OBJ_SMALL_INT_VALUE(v) > 0) {
+            return MP_OBJ_SMALL_INT_VALUE(v);
+        }
+        *what = "host name lookup failed";
+        return -1;
+    }
+    *what = "socket error";
+    return -1;
+}
+
+int mqtt_c_sock_open(const char *host, size_t host_len, uint16_t port, mp_obj_t *sock, int *fd, const char **what) {
+    *sock = MP_OBJ_NULL;
+    *fd = -1;
+    *what = NULL;
+    nlr_buf_t nlr;
+    if (nlr_push(&nlr) == 0) {
+        mp_obj_t mod = mp_import_name(MP_QSTR_socket, mp_const_none, MP_OBJ_NEW_SMALL_INT(0));
+        mp_obj_t sock_stream = mqtt_socket_const(mod, MP_QSTR_SOCK_STREAM, 1);
+        mp_obj_t gai_args[2] = { mp_obj_new_str(host, host_len), MP_OBJ_NEW_SMALL_INT(port) };
+        mp_obj_t res = mp_call_function_n_kw(mp_load_attr(mod, MP_QSTR_getaddrinfo), 2, 0, gai_args);
+        size_t n;
+        mp_obj_t *items;
+        mp_obj_get_array(res, &n, &items);
+        // Prefer an IPv4 stream address (brokers listening on 127.0.0.1 only
+        // are common), else the first stream address.
+        mp_obj_t *ai = NULL;
+        mp_obj_t af_inet = mqtt_socket_const(mod, MP_QSTR_AF_INET, 2);
+        for (size_t i = 0; i < n; i++) {
+            size_t m;
+            mp_obj_t *e;
+            mp_obj_get_array(items[i], &m, &e);
+            if (m < 5 || (e[1] != sock_stream && e[1] != MP_OBJ_NEW_SMALL_INT(0))) {
+                continue;
+            }
+            if (ai == NULL || (e[0] == af_inet && ai[0] != af_inet)) {
+                ai = e;
+            }
+        }
+        if (ai == NULL) {
+            nlr_pop();
+            *what = "host name lookup failed";
+            return -1;
+        }
+        mp_obj_t sargs[3] = { ai[0], sock_stream, ai[2] };
+        mp_obj_t s = mp_call_function_n_kw(mp_load_attr(mod, MP_QSTR_socket), 3, 0, sargs);
+        *sock = s;
+        // Each packet leaves at once: no Nagle delay waiting for an ACK.
+        mp_obj_t opt[3] = {
+            mqtt_socket_const(mod, MP_QSTR_IPPROTO_TCP, 6),
+            mqtt_socket_const(mod, MP_QSTR_TCP_NODELAY, 1),
+            MP_OBJ_NEW_SMALL_INT(1),
+        };
+        mqtt_call_method(s, MP_QSTR_setsockopt, 3, opt);
+        mp_obj_t no = mp_const_false;
+        mqtt_call_method(s, MP_QSTR_setblocking, 1, &no);
+        nlr_buf_t nlr2;
+        if (nlr_push(&nlr2) == 0) {
+            mqtt_call_method(s, MP_QSTR_connect, 1, &ai[4]);
+            nlr_pop();
+        } else {
+            mp_obj_t exc = MP_OBJ_FROM_PTR(nlr2.ret_val);
+            int err = mqtt_oserror_errno(exc, what);
+            if (err != MP_EINPROGRESS && err != MP_EAGAIN) {
+                nlr_raise(exc);
+            }
+        }
+        const mp_stream_p_t *sp = mp_get_stream(s);
+        int errcode;
+        mp_uint_t f = sp->ioctl(s, MP_STREAM_GET_FILENO, 0, &errcode);
+        *fd = f == MP_STREAM_ERROR ? -1 : (int)f;
+        nlr_pop();
+        return 0;
+    } else {
+        int err = mqtt_oserror_errno(MP_OBJ_FROM_PTR(nlr.ret_val), what);
+        if (*sock != MP_OBJ_NULL) {
+            mqtt_c_sock_close(*sock);
+            *sock = MP_OBJ_NULL;
+        }
+        return err;
+    }
+}
+
+mp_int_t mqtt_c_sock_read(mp_obj_t sock, uint8_t *buf, size_t len, int *err) {
+    nlr_buf_t nlr;
+    if (nlr_push(&nlr) == 0) {
+        mp_uint_t r = mp_get_stream(sock)->read(sock, buf, len, err);
+        nlr_pop();
+        return r == MP_STREAM_ERROR ? -1 : (mp_int_t)r;
+    }
+    *err = MP_EIO;
+    return -1;
+}
+
+mp_int_t mqtt_c_sock_write(mp_obj_t sock, const uint8_t *buf, size_t len, int *err) {
+    nlr_buf_t nlr;
+    if (nlr_push(&nlr) == 0) {
+        mp_uint_t r = mp_get_stream(sock)->write(sock, buf, len, err);
+        nlr_pop();
+        return r == MP_STREAM_ERROR ? -1 : (mp_int_t)r;
+    }
+    *err = MP_EIO;
+    return -1;
+}
+
+uintptr_t mqtt_c_sock_poll(mp_obj_t sock, uintptr_t flags) {
+    nlr_buf_t nlr;
+    if (nlr_push(&nlr) == 0) {
+        int err;
+        mp_uint_t r = mp_get_stream(sock)->ioctl(sock, MP_STREAM_POLL, flags, &err);
+        nlr_pop();
+        return r == MP_STREAM_ERROR ? MP_STREAM_POLL_ERR : r;
+    }
+    return MP_STREAM_POLL_ERR;
+}
+
+void mqtt_c_sock_close(mp_obj_t sock) {
+    nlr_buf_t nlr;
+    if (nlr_push(&nlr) == 0) {
+        int err;
+        mp_get_stream(sock)->ioctl(sock, MP_STREAM_CLOSE, 0, &err);
+        nlr_pop();
+    }
+}
+
+#endif // MICROPY_PY_MQTT

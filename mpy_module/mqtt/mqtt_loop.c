@@ -1,0 +1,367 @@
+/*
+ * The event loop glue of the `mqtt` module.
+ *
+ * With threads (the unix port, the host stand-in for the DL-7450): a small
+ * waker thread watches the clients' sockets and deadlines with poll(). When
+ * one is due it schedules the pump (a static scheduler node, so it never
+ * touches MicroPython objects) and interrupts the Python thread's blocking
+ * system call with a signal whose handler does nothing: time.sleep(), the
+ * idle REPL and the atexit loop all run scheduled callbacks on EINTR. While
+ * the script runs, sleeps in time.sleep_ms() or computes, the VM runs the
+ * pump by itself. A quiet connection costs no CPU: the waker sleeps in poll().
+ *
+ * Without threads, the port calls mqtt_poll() from its idle/event hook (or
+ * the script calls mqtt.poll()); the deadlines are then checked there.
+ */
+#include <string.h>
+
+#include "py/runtime.h"
+#include "py/mphal.h"
+#include "mqtt.h"
+
+#if MICROPY_PY_MQTT
+
+#ifndef MQTT_MAX_CLIENTS
+#define MQTT_MAX_CLIENTS (32)
+#endif
+
+void mqtt_poll(void);
+bool mqtt_any_active(void);
+void mqtt_schedule_pump(void);
+bool mqtt_pump_pending(void);
+
+#if MICROPY_PY_THREAD && defined(__unix__)
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef struct {
+    int fd;
+    bool used;
+    bool armed;
+    bool want_write;
+    uint64_t deadline;
+} mqtt_slot_t;
+
+static struct {
+    pthread_mutex_t lock;
+    pthread_t thread;
+    pthread_t python_thread;
+    bool started;
+    bool kick;          // the pump is scheduled: interrupt the Python thread until it ran
+    int kick_ms;
+    int wake_pipe[2];   // wakes the waker (new watch list)
+    int main_pipe[2];   // wakes the atexit loop
+    mqtt_slot_t slots[MQTT_MAX_CLIENTS];
+} mqtt_loop = { .lock = PTHREAD_MUTEX_INITIALIZER, .wake_pipe = { -1, -1 }, .main_pipe = { -1, -1 } };
+
+static int mqtt_wake_signal(void) {
+    #ifdef SIGRTMIN
+    return SIGRTMIN + 6; // SIGRTMIN + 5 is MicroPython's GC signal
+    #else
+    return SIGUSR2;
+    #endif
+}
+
+uint64_t mqtt_c_ticks_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void mqtt_pipe_poke(int fd) {
+    if (fd >= 0) {
+        char c = 1;
+        ssize_t r = write(fd, &c, 1); // non-blocking; a full pipe already wakes
+        (void)r;
+    }
+}
+
+static void mqtt_pipe_drain(int fd) {
+    char buf[64];
+    while (read(fd, buf, sizeof(buf)) > 0) {
+    }
+}
+
+static void mqtt_nop_handler(int sig) {
+    (void)sig;
+}
+
+static void *mqtt_waker_main(void *arg) {
+    (void)arg;
+    // Only the Python thread takes the wake signal.
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, mqtt_wake_signal());
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    struct pollfd pfd[MQTT_MAX_CLIENTS + 1];
+    int owner[MQTT_MAX_CLIENTS + 1];
+    for (;;) {
+        size_t n = 0;
+        pfd[n].fd = mqtt_loop.wake_pipe[0];
+        pfd[n].events = POLLIN;
+        owner[n++] = -1;
+        uint64_t deadline = UINT64_MAX;
+        pthread_mutex_lock(&mqtt_loop.lock);
+        for (int i = 0; i < MQTT_MAX_CLIENTS; i++) {
+            mqtt_slot_t *s = &mqtt_loop.slots[i];
+            if (!s->used || !s->armed) {
+                continue;
+            }
+            if (s->deadline < deadline) {
+                deadline = s->deadline;
+            }
+            if (s->fd >= 0) {
+                pfd[n].fd = s->fd;
+                pfd[n].events = POLLIN | (s->want_write ? POLLOUT : 0);
+                owner[n++] = i;
+            }
+        }
+        bool kick = mqtt_loop.kick;
+        pthread_mutex_unlock(&mqtt_loop.lock);
+        if (kick) {
+            // The Python thread may be blocked in a system call it only leaves on
+            // a signal (time.sleep, the REPL's read): send one, and again with a
+            // growing delay (a signal can land just before the call blocks),
+            // until the scheduled pump has run.
+            if (!mqtt_pump_pending()) {
+                pthread_mutex_lock(&mqtt_loop.lock);
+                mqtt_loop.kick = false;
+                pthread_mutex_unlock(&mqtt_loop.lock);
+                kick = false;
+            } else {
+                pthread_kill(mqtt_loop.python_thread, mqtt_wake_signal());
+                uint64_t next = mqtt_c_ticks_ms() + (uint64_t)mqtt_loop.kick_ms;
+                if (next < deadline) {
+                    deadline = next;
+                }
+                if (mqtt_loop.kick_ms < 100) {
+                    mqtt_loop.kick_ms *= 2;
+                }
+            }
+        }
+        int timeout = -1;
+        if (deadline != UINT64_MAX) {
+            uint64_t now = mqtt_c_ticks_ms();
+            timeout = deadline <= now ? 0 : (deadline - now > 3600000u ? 3600000 : (int)(deadline - now));
+        }
+        int r = poll(pfd, n, timeout);
+        if (r < 0 && errno != EINTR) {
+            continue;
+        }
+        if (pfd[0].revents) {
+            mqtt_pipe_drain(mqtt_loop.wake_pipe[0]);
+        }
+        bool fire = false;
+        uint64_t now = mqtt_c_ticks_ms();
+        pthread_mutex_lock(&mqtt_loop.lock);
+        for (size_t k = 1; k < n; k++) {
+            if (pfd[k].revents && owner[k] >= 0 && mqtt_loop.slots[owner[k]].armed) {
+                mqtt_loop.slots[owner[k]].armed = false; // until the pump re-arms it
+                fire = true;
+            }
+        }
+        for (int i = 0; i < MQTT_MAX_CLIENTS; i++) {
+            mqtt_slot_t *s = &mqtt_loop.slots[i];
+            if (s->used && s->armed && s->deadline <= now) {
+                s->armed = false;
+                fire = true;
+            }
+        }
+        pthread_mutex_unlock(&mqtt_loop.lock);
+        if (fire) {
+            mqtt_schedule_pump();
+            mqtt_pipe_poke(mqtt_loop.main_pipe[1]);
+            pthread_mutex_lock(&mqtt_loop.lock);
+            mqtt_loop.kick = true;
+            mqtt_loop.kick_ms = 1;
+            pthread_mutex_unlock(&mqtt_loop.lock);
+        }
+    }
+    return NULL;
+}
+
+void mqtt_c_request_pump(void) {
+    mqtt_schedule_pump();
+    if (mqtt_loop.started) {
+        pthread_mutex_lock(&mqtt_loop.lock);
+        bool was = mqtt_loop.kick;
+        mqtt_loop.kick = true;
+        if (!was) {
+            mqtt_loop.kick_ms = 1;
+        }
+        pthread_mutex_unlock(&mqtt_loop.lock);
+        if (!was) {
+            mqtt_pipe_poke(mqtt_loop.wake_pipe[1]);
+        }
+        mqtt_pipe_poke(mqtt_loop.main_pipe[1]);
+    }
+}
+
+static bool mqtt_loop_start(void) {
+    if (mqtt_loop.started) {
+        return true;
+    }
+    for (int p = 0; p < 2; p++) {
+        int *fds = p ? mqtt_loop.main_pipe : mqtt_loop.wake_pipe;
+        if (pipe(fds) != 0) {
+            return false;
+        }
+        for (int k = 0; k < 2; k++) {
+            fcntl(fds[k], F_SETFL, fcntl(fds[k], F_GETFL) | O_NONBLOCK);
+            fcntl(fds[k], F_SETFD, FD_CLOEXEC);
+        }
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = mqtt_nop_handler; // no SA_RESTART: blocking calls see EINTR
+    sigemptyset(&sa.sa_mask);
+    sigaction(mqtt_wake_signal(), &sa, NULL);
+    mqtt_loop.python_thread = pthread_self();
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 64 * 1024);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    int r = pthread_create(&mqtt_loop.thread, &attr, mqtt_waker_main, NULL);
+    pthread_attr_destroy(&attr);
+    if (r != 0) {
+        return false;
+    }
+    mqtt_loop.started = true;
+    return true;
+}
+
+int mqtt_c_slot_alloc(void) {
+    if (!mqtt_loop_start()) {
+        return -1;
+    }
+    pthread_mutex_lock(&mqtt_loop.lock);
+    int slot = -1;
+    for (int i = 0; i < MQTT_MAX_CLIENTS; i++) {
+        if (!mqtt_loop.slots[i].used) {
+            mqtt_loop.slots[i] = (mqtt_slot_t) { .fd = -1, .used = true, .armed = false, .deadline = UINT64_MAX };
+            slot = i;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&mqtt_loop.lock);
+    return slot;
+}
+
+void mqtt_c_watch(int slot, int fd, bool want_write, uint64_t deadline_ms) {
+    if (slot < 0 || slot >= MQTT_MAX_CLIENTS) {
+        return;
+    }
+    pthread_mutex_lock(&mqtt_loop.lock);
+    mqtt_slot_t *s = &mqtt_loop.slots[slot];
+    bool changed = !s->armed || s->fd != fd || s->want_write != want_write || s->deadline != deadline_ms;
+    s->fd = fd;
+    s->want_write = want_write;
+    s->deadline = deadline_ms;
+    s->armed = true;
+    pthread_mutex_unlock(&mqtt_loop.lock);
+    if (changed) {
+        mqtt_pipe_poke(mqtt_loop.wake_pipe[1]);
+    }
+}
+
+void mqtt_c_unwatch(int slot) {
+    if (slot < 0 || slot >= MQTT_MAX_CLIENTS) {
+        return;
+    }
+    pthread_mutex_lock(&mqtt_loop.lock);
+    mqtt_loop.slots[slot].armed = false;
+    mqtt_loop.slots[slot].fd = -1;
+    pthread_mutex_unlock(&mqtt_loop.lock);
+    mqtt_pipe_poke(mqtt_loop.wake_pipe[1]);
+}
+
+void mqtt_c_slot_free(int slot) {
+    if (slot < 0 || slot >= MQTT_MAX_CLIENTS) {
+        return;
+    }
+    pthread_mutex_lock(&mqtt_loop.lock);
+    mqtt_loop.slots[slot].used = false;
+    mqtt_loop.slots[slot].armed = false;
+    mqtt_loop.slots[slot].fd = -1;
+    pthread_mutex_unlock(&mqtt_loop.lock);
+    mqtt_pipe_poke(mqtt_loop.wake_pipe[1]);
+}
+
+void mqtt_c_run_until_idle(void) {
+    while (mqtt_any_active()) {
+        mp_handle_pending(true);
+        if (!mqtt_any_active()) {
+            break;
+        }
+        struct pollfd p = { .fd = mqtt_loop.main_pipe[0], .events = POLLIN };
+        MP_THREAD_GIL_EXIT();
+        poll(&p, 1, 60000);
+        MP_THREAD_GIL_ENTER();
+        mqtt_pipe_drain(mqtt_loop.main_pipe[0]);
+    }
+}
+
+#else // no threads: the port drives mqtt_poll()
+
+static struct {
+    bool used;
+} mqtt_slots[MQTT_MAX_CLIENTS];
+
+uint64_t mqtt_c_ticks_ms(void) {
+    static uint64_t hi;
+    static mp_uint_t last;
+    mp_uint_t t = mp_hal_ticks_ms();
+    if (t < last) {
+        hi += (uint64_t)1 << (8 * sizeof(mp_uint_t) > 32 ? 32 : 8 * sizeof(mp_uint_t));
+    }
+    last = t;
+    return hi + t;
+}
+
+int mqtt_c_slot_alloc(void) {
+    for (int i = 0; i < MQTT_MAX_CLIENTS; i++) {
+        if (!mqtt_slots[i].used) {
+            mqtt_slots[i].used = true;
+            return i;
+        }
+    }
+    return -1;
+}
+
+void mqtt_c_watch(int slot, int fd, bool want_write, uint64_t deadline_ms) {
+    (void)slot;
+    (void)fd;
+    (void)want_write;
+    (void)deadline_ms;
+}
+
+void mqtt_c_unwatch(int slot) {
+    (void)slot;
+}
+
+void mqtt_c_slot_free(int slot) {
+    if (slot >= 0 && slot < MQTT_MAX_CLIENTS) {
+        mqtt_slots[slot].used = false;
+    }
+}
+
+void mqtt_c_request_pump(void) {
+    mqtt_schedule_pump();
+}
+
+void mqtt_c_run_until_idle(void) {
+    while (mqtt_any_active()) {
+        mqtt_poll();
+        mp_event_wait_ms(10);
+    }
+}
+
+#endif
+
+#endif // MICROPY_PY_MQTT

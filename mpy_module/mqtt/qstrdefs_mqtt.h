@@ -1,0 +1,15 @@
+// qstrs used only by the Rust core (the qstr scanner reads C sources only).
+// Options of MqttClient.connect():
+Q(keep_alive)
+Q(username)
+Q(password)
+Q(will_topic)
+Q(will_qos)
+Q(will_message)
+Q(will_retain)
+Q(trust_store)
+Q(key_store)
+Q(private_key)
+Q(max_inflight)
+Q(max_buffered)
+Q(session_present)

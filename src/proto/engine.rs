@@ -1,0 +1,1472 @@
+//! The sans-IO session engine: connection state machine, reconnect schedule, keep-alive,
+//! QoS 1/2 flows, in-flight window and buffer. See the module documentation of
+//! [`crate::proto`] for the design and the rules.
+
+use heapless::{Deque, Vec};
+
+use super::codec::{
+    self, check_first_byte, decode_body, ConnectParams, Error, FilterSource, FixedHeaderParser,
+    Packet, QoS, Sink,
+};
+use super::rc;
+
+/// Monotonic milliseconds, supplied by the caller.
+pub type Instant = u64;
+
+/// Most topic filters in one SUBSCRIBE (more is `rc::BAD_STRUCTURE` at `subscribe()`).
+pub const MAX_SUBSCRIBE_FILTERS: usize = 16;
+/// Longest topic of an incoming PUBLISH the engine accepts (bytes); a longer one drops the
+/// connection with [`LostReason::PacketTooLarge`].
+pub const MAX_INCOMING_TOPIC_LEN: usize = 256;
+/// Capacity of the engine's event queue.
+pub const EVENT_CAPACITY: usize = 16;
+/// Capacity of the queue of acknowledgements waiting to be written.
+pub const ACK_CAPACITY: usize = 16;
+/// The reconnect delays in milliseconds; after the last one, every 60 s.
+pub const RETRY_SCHEDULE_MS: [u64; 7] = [1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000];
+
+const RX_BUF: usize = MAX_INCOMING_TOPIC_LEN + 4;
+
+/// An outbound request's data, owned by the binding. The core never copies a payload except
+/// into the [`Sink`] when it encodes the packet.
+pub trait Request {
+    /// PUBLISH topic name.
+    fn topic(&self) -> &[u8];
+    /// PUBLISH payload.
+    fn payload(&self) -> &[u8];
+    /// SUBSCRIBE/UNSUBSCRIBE filter count.
+    fn filter_count(&self) -> usize;
+    /// (filter, requested qos); the qos is ignored for UNSUBSCRIBE.
+    fn filter(&self, i: usize) -> Option<(&[u8], u8)>;
+}
+
+/// Storage for the engine's request queue, provided by the binding (no allocator here).
+/// Order-preserving; `push_back` gives the value back when memory is exhausted.
+pub trait Queue<T> {
+    fn len(&self) -> usize;
+    fn get(&self, i: usize) -> Option<&T>;
+    fn get_mut(&mut self, i: usize) -> Option<&mut T>;
+    fn push_back(&mut self, v: T) -> Result<(), T>;
+    /// Removes element `i`, shifting later elements forward (order kept).
+    fn remove(&mut self, i: usize) -> Option<T>;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<T, const N: usize> Queue<T> for Vec<T, N> {
+    fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+    fn get(&self, i: usize) -> Option<&T> {
+        self.as_slice().get(i)
+    }
+    fn get_mut(&mut self, i: usize) -> Option<&mut T> {
+        self.as_mut_slice().get_mut(i)
+    }
+    fn push_back(&mut self, v: T) -> Result<(), T> {
+        self.push(v)
+    }
+    fn remove(&mut self, i: usize) -> Option<T> {
+        if i < self.as_slice().len() {
+            Some(Vec::remove(self, i))
+        } else {
+            None
+        }
+    }
+}
+
+/// What an [`Entry`] asks for.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Kind {
+    Publish { qos: QoS, retain: bool },
+    Subscribe,
+    Unsubscribe,
+}
+
+/// Protocol state of an [`Entry`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum EntryState {
+    /// Never written yet (buffered, or waiting for `poll_transmit`).
+    Queued,
+    /// PUBLISH (QoS 1/2), SUBSCRIBE or UNSUBSCRIBE written, awaiting PUBACK/PUBREC/SUBACK/UNSUBACK.
+    Sent,
+    /// QoS 2: PUBREC received; PUBREL written or to be written, awaiting PUBCOMP.
+    Released,
+}
+
+/// One queued request with its protocol state. The binding only stores it in its [`Queue`]
+/// (and may read the handle, e.g. to mark it for its garbage collector).
+#[derive(Debug)]
+pub struct Entry<H> {
+    handle: H,
+    kind: Kind,
+    mid: u32,
+    pid: u16,
+    /// Publish only: holds an in-flight slot (QoS 1/2) or is written at once (QoS 0),
+    /// i.e. is not counted as buffered.
+    slot: bool,
+    state: EntryState,
+    /// Connection generation in which the entry's last packet was written (0: none).
+    gen: u32,
+}
+
+impl<H> Entry<H> {
+    pub fn handle(&self) -> &H {
+        &self.handle
+    }
+    pub fn handle_mut(&mut self) -> &mut H {
+        &mut self.handle
+    }
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+    pub fn mid(&self) -> u32 {
+        self.mid
+    }
+    /// Packet identifier (0 for QoS 0).
+    pub fn packet_id(&self) -> u16 {
+        self.pid
+    }
+    pub fn state(&self) -> EntryState {
+        self.state
+    }
+    fn is_qos_publish(&self) -> bool {
+        matches!(self.kind, Kind::Publish { qos, .. } if qos != QoS::AtMostOnce)
+    }
+}
+
+/// The destination of incoming PUBLISH payloads, allocated by the binding at the announced size.
+pub trait Inbox {
+    type Msg;
+    /// A new (non-duplicate) PUBLISH: topic validated, payload length known. `None` when it
+    /// cannot allocate: the connection is then dropped (rc -1, `OutOfMemory`), nothing is
+    /// acknowledged and the broker re-sends.
+    fn begin(&mut self, topic: &str, payload_len: usize) -> Option<Self::Msg>;
+    /// Where the payload bytes go; its length must be the `payload_len` given to `begin`
+    /// (a shorter slice is treated as out of memory).
+    fn payload_mut<'a>(&mut self, msg: &'a mut Self::Msg) -> &'a mut [u8];
+}
+
+/// Engine configuration.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Config {
+    /// QoS 1/2 messages on the wire awaiting acknowledgement, 1..=65535 (0 is taken as 1).
+    pub max_inflight: u16,
+    /// Messages waiting in the buffer (0 allowed).
+    pub max_buffered: usize,
+    /// Largest incoming packet (fixed header + remaining length); larger drops the connection.
+    pub max_incoming_packet: usize,
+    /// Time from `Action::OpenTransport` to CONNACK (covers DNS, TCP, TLS, WebSocket and CONNACK).
+    pub connack_timeout_ms: u32,
+    /// Longest wait for PINGRESP; the effective bound is min(this, keep_alive / 2) so that a
+    /// dead connection is found within 1.5 × keep-alive.
+    pub ping_timeout_ms: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_inflight: 20,
+            max_buffered: 100,
+            max_incoming_packet: 1 << 20,
+            connack_timeout_ms: 10_000,
+            ping_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// Why an attempt failed or a connection was lost (with `Event::Connect { rc: -1 }`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum LostReason {
+    /// The peer closed the connection.
+    Closed,
+    /// Socket error (or TCP connect failure).
+    Io,
+    /// Host name lookup failed.
+    Dns,
+    /// TLS handshake or record failure.
+    Tls,
+    /// No CONNACK within `connack_timeout_ms` of opening the transport.
+    Timeout,
+    /// No PINGRESP in time.
+    KeepAlive,
+    /// Malformed or unexpected packet.
+    Protocol,
+    /// Incoming packet above `max_incoming_packet`, or topic above `MAX_INCOMING_TOPIC_LEN`.
+    PacketTooLarge,
+    /// The sink or the inbox could not allocate.
+    OutOfMemory,
+    /// CONNACK refusal (the event's rc is the CONNACK code 1..5; no retry).
+    Refused,
+}
+
+/// Something for the application.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event<M> {
+    /// rc 0 accepted; 1..5 CONNACK refusal (permanent, `reason` = Refused); <0 failed attempt
+    /// or lost connection (a retry is scheduled; `reason` says why). An invalid
+    /// `ConnectParams` gives its argument error code (e.g. -5, -8, -15), no retry.
+    Connect {
+        rc: i32,
+        session_present: bool,
+        reason: Option<LostReason>,
+    },
+    /// An incoming message (payload already in `msg`).
+    Message {
+        msg: M,
+        qos: QoS,
+        retain: bool,
+        dup: bool,
+    },
+    /// A publish is done: rc 0 (QoS 0 written, QoS 1 PUBACK, QoS 2 PUBCOMP) or < 0 when its
+    /// request became invalid before it could be encoded.
+    Published { mid: u32, rc: i32 },
+    /// SUBACK: one code per filter, 0x80 for a refused filter.
+    Subscribed {
+        mid: u32,
+        granted: Vec<u8, MAX_SUBSCRIBE_FILTERS>,
+    },
+    /// UNSUBACK.
+    Unsubscribed { mid: u32 },
+}
+
+/// What the binding must do with the transport.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Action {
+    Idle,
+    /// Start a transport (DNS + TCP (+TLS/WS)); then call `handle_transport_up` or
+    /// `handle_transport_down`.
+    OpenTransport,
+    /// Close the transport; the engine already counts the connection as gone (do not call
+    /// `handle_transport_down` for it; if you do, it is ignored).
+    CloseTransport,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum ConnState {
+    /// Not active.
+    Idle,
+    /// `connect()` called: OpenTransport at the next `poll_action`.
+    NeedOpen,
+    /// Waiting for the retry time.
+    WaitRetry,
+    /// OpenTransport issued, transport not up yet.
+    Opening,
+    /// CONNECT written, waiting for CONNACK.
+    WaitConnack,
+    Connected,
+    /// `disconnect()` while connected: DISCONNECT to be written, then close.
+    Disconnecting,
+}
+
+enum Rx<M> {
+    /// Between packets or inside a fixed header.
+    Header,
+    /// Accumulating the body of a small packet into `rx_buf`.
+    Body { byte0: u8, rem: usize },
+    /// Accumulating a PUBLISH variable header (topic, packet id) into `rx_buf`.
+    PubHead { flags: u8, rem: usize },
+    /// Streaming a PUBLISH payload into `msg` (None: a QoS 2 duplicate, skipped).
+    PubPayload {
+        msg: Option<M>,
+        qos: QoS,
+        retain: bool,
+        dup: bool,
+        pid: u16,
+        pos: usize,
+        len: usize,
+    },
+}
+
+/// Owned form of a small incoming packet.
+enum In {
+    ConnAck { session_present: bool, code: u8 },
+    PubAck(u16),
+    PubRec(u16),
+    PubRel(u16),
+    PubComp(u16),
+    SubAck { pid: u16, codes: Vec<u8, MAX_SUBSCRIBE_FILTERS> },
+    UnsubAck(u16),
+    PingResp,
+}
+
+/// Adapter: a [`Request`] as a [`FilterSource`].
+struct ReqFilters<'a, H>(&'a H);
+
+impl<H: Request> FilterSource for ReqFilters<'_, H> {
+    fn filter_count(&self) -> usize {
+        self.0.filter_count()
+    }
+    fn filter(&self, i: usize) -> Option<(&[u8], u8)> {
+        self.0.filter(i)
+    }
+}
+
+/// The session engine. `H` is the binding's request handle, `Q` its queue storage, `M` the
+/// binding's incoming-message type (`Inbox::Msg`).
+pub struct Engine<H, Q, M> {
+    config: Config,
+    queue: Q,
+    state: ConnState,
+    close_pending: bool,
+    /// Consecutive failures since the last success: index into `RETRY_SCHEDULE_MS`.
+    failures: usize,
+    retry_at: Instant,
+    /// Attempt deadline (Opening/WaitConnack).
+    deadline: Instant,
+    /// Connection generation, incremented at every transport up (never 0).
+    gen: u32,
+    keep_alive_ms: u64,
+    last_sent: Instant,
+    last_recv: Instant,
+    ping_wanted: bool,
+    ping_outstanding: bool,
+    ping_deadline: Instant,
+    next_mid: u32,
+    next_pid: u16,
+    pid_wrapped: bool,
+    pids_in_use: usize,
+    inflight: usize,
+    buffered: usize,
+    queued: usize,
+    /// Lower bounds: no entry before these indexes needs a re-send / is still Queued.
+    resend_from: usize,
+    unsent_from: usize,
+    acks: Deque<(u8, u16), ACK_CAPACITY>,
+    events: Deque<Event<M>, EVENT_CAPACITY>,
+    rx: Rx<M>,
+    rx_hdr: FixedHeaderParser,
+    rx_buf: Vec<u8, RX_BUF>,
+    /// Inbound QoS 2 packet ids received (PUBLISH) and not yet released (PUBREL).
+    inbound_qos2: [u32; 2048],
+    _h: core::marker::PhantomData<fn() -> H>,
+}
+
+fn add_ms(t: Instant, ms: u64) -> Instant {
+    t.saturating_add(ms)
+}
+
+impl<H: Request, Q: Queue<Entry<H>>, M> Engine<H, Q, M> {
+    /// A new, idle engine using `queue` (which may already hold entries of a previous engine:
+    /// not supported, pass an empty queue).
+    pub fn new(mut config: Config, queue: Q) -> Self {
+        if config.max_inflight == 0 {
+            config.max_inflight = 1;
+        }
+        Engine {
+            config,
+            queue,
+            state: ConnState::Idle,
+            close_pending: false,
+            failures: 0,
+            retry_at: 0,
+            deadline: 0,
+            gen: 0,
+            keep_alive_ms: 0,
+            last_sent: 0,
+            last_recv: 0,
+            ping_wanted: false,
+            ping_outstanding: false,
+            ping_deadline: 0,
+            next_mid: 1,
+            next_pid: 1,
+            pid_wrapped: false,
+            pids_in_use: 0,
+            inflight: 0,
+            buffered: 0,
+            queued: 0,
+            resend_from: 0,
+            unsent_from: 0,
+            acks: Deque::new(),
+            events: Deque::new(),
+            rx: Rx::Header,
+            rx_hdr: FixedHeaderParser::new(),
+            rx_buf: Vec::new(),
+            inbound_qos2: [0; 2048],
+            _h: core::marker::PhantomData,
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+    pub fn queue(&self) -> &Q {
+        &self.queue
+    }
+    pub fn queue_mut(&mut self) -> &mut Q {
+        &mut self.queue
+    }
+    /// QoS 1/2 publishes holding an in-flight slot.
+    pub fn inflight_count(&self) -> usize {
+        self.inflight
+    }
+    /// Publishes waiting in the buffer.
+    pub fn buffered_count(&self) -> usize {
+        self.buffered
+    }
+    pub fn is_connected(&self) -> bool {
+        self.state == ConnState::Connected
+    }
+    /// Connected, connecting, waiting to retry, disconnecting, or a close still to be done.
+    pub fn is_active(&self) -> bool {
+        self.state != ConnState::Idle || self.close_pending
+    }
+
+    // ------------------------------------------------------------------------------------
+    // Application commands
+    // ------------------------------------------------------------------------------------
+
+    /// Starts the connection state machine (OpenTransport at the next `poll_action`).
+    /// `Err(rc::COMMAND_IGNORED)` if already active.
+    pub fn connect(&mut self, _now: Instant) -> Result<(), i32> {
+        if self.state != ConnState::Idle {
+            return Err(rc::COMMAND_IGNORED);
+        }
+        self.state = ConnState::NeedOpen;
+        self.failures = 0;
+        Ok(())
+    }
+
+    /// Graceful stop: DISCONNECT written (if connected), then CloseTransport, no retry.
+    /// Everything queued stays and resumes on the next `connect()`.
+    /// `Err(rc::DISCONNECTED)` if not active.
+    pub fn disconnect(&mut self, _now: Instant) -> Result<(), i32> {
+        match self.state {
+            ConnState::Idle | ConnState::Disconnecting => Err(rc::DISCONNECTED),
+            ConnState::Connected => {
+                self.state = ConnState::Disconnecting;
+                Ok(())
+            }
+            ConnState::Opening | ConnState::WaitConnack => {
+                self.reset_connection();
+                self.state = ConnState::Idle;
+                self.close_pending = true;
+                Ok(())
+            }
+            ConnState::NeedOpen | ConnState::WaitRetry => {
+                self.state = ConnState::Idle;
+                Ok(())
+            }
+        }
+    }
+
+    fn alloc_mid(&mut self) -> u32 {
+        let m = self.next_mid;
+        self.next_mid = if m == u32::MAX { 1 } else { m + 1 };
+        m
+    }
+
+    fn pid_in_use(&self, pid: u16) -> bool {
+        (0..self.queue.len()).any(|i| self.queue.get(i).is_some_and(|e| e.pid == pid))
+    }
+
+    fn alloc_pid(&mut self) -> Result<u16, i32> {
+        if self.pids_in_use >= 65_535 {
+            return Err(rc::NO_MORE_MSGIDS);
+        }
+        for _ in 0..65_535u32 {
+            let c = self.next_pid;
+            let free = !self.pid_wrapped || !self.pid_in_use(c);
+            if c == 65_535 {
+                self.next_pid = 1;
+                self.pid_wrapped = true;
+            } else {
+                self.next_pid = c + 1;
+            }
+            if free {
+                self.pids_in_use += 1;
+                return Ok(c);
+            }
+        }
+        Err(rc::NO_MORE_MSGIDS)
+    }
+
+    fn enqueue(&mut self, e: Entry<H>) -> Result<u32, i32> {
+        let mid = e.mid;
+        let pid = e.pid;
+        match self.queue.push_back(e) {
+            Ok(()) => {
+                self.queued += 1;
+                Ok(mid)
+            }
+            Err(_) => {
+                if pid != 0 {
+                    self.pids_in_use = self.pids_in_use.saturating_sub(1);
+                }
+                Err(rc::FAILURE)
+            }
+        }
+    }
+
+    /// Queues a PUBLISH. Validates the topic (-5 bad UTF-8, -7 NUL, -8 empty/wildcard/too
+    /// long, -8 packet too large); applies the window and buffer bounds (-12 buffer full,
+    /// -4 window full with `max_buffered == 0`); -10 when no packet id is free; -1 when the
+    /// queue storage is full. Returns the mid.
+    pub fn publish(&mut self, _now: Instant, h: H, qos: QoS, retain: bool) -> Result<u32, i32> {
+        codec::validate_topic_name(h.topic()).map_err(|e| e.rc())?;
+        codec::publish_len(qos, h.topic().len(), h.payload().len()).map_err(|e| e.rc())?;
+        let slot = if qos == QoS::AtMostOnce {
+            self.state == ConnState::Connected && self.queued == 0
+        } else {
+            self.buffered == 0 && self.inflight < usize::from(self.config.max_inflight)
+        };
+        if !slot && self.buffered >= self.config.max_buffered {
+            return Err(if self.config.max_buffered == 0 && qos != QoS::AtMostOnce {
+                rc::MAX_MESSAGES_INFLIGHT
+            } else {
+                rc::MAX_BUFFERED_MESSAGES
+            });
+        }
+        let pid = if qos == QoS::AtMostOnce { 0 } else { self.alloc_pid()? };
+        let mid = self.alloc_mid();
+        let e = Entry {
+            handle: h,
+            kind: Kind::Publish { qos, retain },
+            mid,
+            pid,
+            slot,
+            state: EntryState::Queued,
+            gen: 0,
+        };
+        self.enqueue(e)?;
+        if slot {
+            if qos != QoS::AtMostOnce {
+                self.inflight += 1;
+            }
+        } else {
+            self.buffered += 1;
+        }
+        Ok(mid)
+    }
+
+    fn check_filters(h: &H, with_qos: bool) -> Result<(), i32> {
+        let n = h.filter_count();
+        if n == 0 || (with_qos && n > MAX_SUBSCRIBE_FILTERS) {
+            return Err(rc::BAD_STRUCTURE);
+        }
+        let mut size = 2usize;
+        for i in 0..n {
+            let (f, q) = h.filter(i).ok_or(rc::BAD_STRUCTURE)?;
+            codec::validate_topic_filter(f).map_err(|e| e.rc())?;
+            if with_qos && q > 2 {
+                return Err(rc::BAD_QOS);
+            }
+            size = size.saturating_add(3 + f.len());
+        }
+        if size > codec::MAX_REMAINING_LENGTH {
+            return Err(rc::BAD_STRUCTURE);
+        }
+        Ok(())
+    }
+
+    fn queue_request(&mut self, h: H, kind: Kind) -> Result<u32, i32> {
+        Self::check_filters(&h, kind == Kind::Subscribe)?;
+        let pid = self.alloc_pid()?;
+        let mid = self.alloc_mid();
+        self.enqueue(Entry {
+            handle: h,
+            kind,
+            mid,
+            pid,
+            slot: false,
+            state: EntryState::Queued,
+            gen: 0,
+        })
+    }
+
+    /// Queues a SUBSCRIBE (1..=16 filters, each valid, qos 0..2: else -8 / -5 / -7 / -9).
+    /// Not bounded by `max_buffered`; sent in order with the publishes.
+    pub fn subscribe(&mut self, _now: Instant, h: H) -> Result<u32, i32> {
+        self.queue_request(h, Kind::Subscribe)
+    }
+
+    /// Queues an UNSUBSCRIBE (at least one valid filter).
+    pub fn unsubscribe(&mut self, _now: Instant, h: H) -> Result<u32, i32> {
+        self.queue_request(h, Kind::Unsubscribe)
+    }
+
+    // ------------------------------------------------------------------------------------
+    // Events
+    // ------------------------------------------------------------------------------------
+
+    fn events_free(&self) -> usize {
+        EVENT_CAPACITY - self.events.len()
+    }
+
+    fn push_event(&mut self, ev: Event<M>) {
+        if let Err(ev) = self.events.push_back(ev) {
+            // Only lifecycle events can meet a full queue (all others are admitted with room
+            // to spare): coalesce with a trailing Connect event.
+            if matches!(self.events.back(), Some(Event::Connect { .. })) {
+                if let Some(last) = self.events.back_mut() {
+                    *last = ev;
+                }
+            }
+        }
+    }
+
+    /// The next event, oldest first.
+    pub fn poll_event(&mut self) -> Option<Event<M>> {
+        self.events.pop_front()
+    }
+
+    // ------------------------------------------------------------------------------------
+    // Connection lifecycle
+    // ------------------------------------------------------------------------------------
+
+    fn reset_connection(&mut self) {
+        self.rx = Rx::Header;
+        self.rx_hdr = FixedHeaderParser::new();
+        self.rx_buf.clear();
+        self.acks.clear();
+        self.ping_wanted = false;
+        self.ping_outstanding = false;
+    }
+
+    fn schedule_retry(&mut self, now: Instant) {
+        let idx = self.failures.min(RETRY_SCHEDULE_MS.len() - 1);
+        let delay = RETRY_SCHEDULE_MS.get(idx).copied().unwrap_or(60_000);
+        self.retry_at = add_ms(now, delay);
+        self.failures = self.failures.saturating_add(1);
+        self.state = ConnState::WaitRetry;
+    }
+
+    /// The current attempt failed or the connection was lost.
+    fn lose(&mut self, now: Instant, reason: LostReason, close: bool) {
+        match self.state {
+            ConnState::Opening | ConnState::WaitConnack | ConnState::Connected => {
+                self.reset_connection();
+                self.push_event(Event::Connect {
+                    rc: rc::FAILURE,
+                    session_present: false,
+                    reason: Some(reason),
+                });
+                self.schedule_retry(now);
+                self.close_pending = close;
+            }
+            ConnState::Disconnecting => {
+                self.reset_connection();
+                self.state = ConnState::Idle;
+                self.close_pending = close;
+            }
+            ConnState::Idle | ConnState::NeedOpen | ConnState::WaitRetry => {}
+        }
+    }
+
+    /// Tells the binding when to open or close the transport.
+    pub fn poll_action(&mut self, now: Instant) -> Action {
+        if self.close_pending {
+            self.close_pending = false;
+            return Action::CloseTransport;
+        }
+        let open = match self.state {
+            ConnState::NeedOpen => true,
+            ConnState::WaitRetry => now >= self.retry_at,
+            _ => false,
+        };
+        if open {
+            self.state = ConnState::Opening;
+            self.deadline = add_ms(now, u64::from(self.config.connack_timeout_ms));
+            Action::OpenTransport
+        } else {
+            Action::Idle
+        }
+    }
+
+    /// The transport asked for by `Action::OpenTransport` is up: CONNECT is written to
+    /// `sink` at once. Ignored (or answered with CloseTransport if the engine no longer
+    /// wants a connection) in any other state.
+    pub fn handle_transport_up<S: Sink + ?Sized>(&mut self, now: Instant, params: &ConnectParams<'_>, sink: &mut S) {
+        if self.state != ConnState::Opening {
+            if self.state == ConnState::Idle || self.state == ConnState::WaitRetry {
+                self.close_pending = true;
+            }
+            return;
+        }
+        self.reset_connection();
+        self.gen = self.gen.wrapping_add(1);
+        if self.gen == 0 {
+            self.gen = 1;
+        }
+        self.keep_alive_ms = u64::from(params.keep_alive_s) * 1000;
+        self.state = ConnState::WaitConnack;
+        match codec::encode_connect(sink, params) {
+            Ok(()) => {
+                self.last_sent = now;
+                self.last_recv = now;
+            }
+            Err(Error::SinkFull) => self.lose(now, LostReason::OutOfMemory, true),
+            Err(e) => {
+                // Invalid parameters: retrying cannot help.
+                self.reset_connection();
+                self.push_event(Event::Connect {
+                    rc: e.rc(),
+                    session_present: false,
+                    reason: None,
+                });
+                self.state = ConnState::Idle;
+                self.close_pending = true;
+            }
+        }
+    }
+
+    /// The transport failed or closed (DNS, TCP, TLS, peer close...). For a pending attempt
+    /// or an established connection: `Connect { rc: -1, reason }` and a retry. Ignored when
+    /// the engine has already counted the connection as gone.
+    pub fn handle_transport_down(&mut self, now: Instant, reason: LostReason) {
+        self.lose(now, reason, false);
+    }
+
+    // ------------------------------------------------------------------------------------
+    // Timers
+    // ------------------------------------------------------------------------------------
+
+    fn ping_timeout_ms(&self) -> u64 {
+        u64::from(self.config.ping_timeout_ms).min(self.keep_alive_ms / 2).max(1)
+    }
+
+    /// Next deadline (retry, attempt timeout, keep-alive ping, ping timeout), or None.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.state {
+            ConnState::WaitRetry => Some(self.retry_at),
+            ConnState::Opening | ConnState::WaitConnack => Some(self.deadline),
+            ConnState::Connected => {
+                if self.ping_outstanding {
+                    Some(self.ping_deadline)
+                } else if self.keep_alive_ms > 0 {
+                    Some(add_ms(self.last_sent.min(self.last_recv), self.keep_alive_ms))
+                } else {
+                    None
+                }
+            }
+            ConnState::Idle | ConnState::NeedOpen | ConnState::Disconnecting => None,
+        }
+    }
+
+    /// Processes expired deadlines.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        match self.state {
+            ConnState::Opening | ConnState::WaitConnack => {
+                if now >= self.deadline {
+                    self.lose(now, LostReason::Timeout, true);
+                }
+            }
+            ConnState::Connected => {
+                if self.ping_outstanding {
+                    if now >= self.ping_deadline {
+                        self.lose(now, LostReason::KeepAlive, true);
+                    }
+                } else if self.keep_alive_ms > 0
+                    && now >= add_ms(self.last_sent.min(self.last_recv), self.keep_alive_ms)
+                {
+                    self.ping_wanted = true;
+                    self.ping_outstanding = true;
+                    self.ping_deadline = add_ms(now, self.ping_timeout_ms());
+                }
+            }
+            _ => {}
+        }
+    }
+
+    // ------------------------------------------------------------------------------------
+    // Transmit
+    // ------------------------------------------------------------------------------------
+
+    fn needs_resend(&self, e: &Entry<H>) -> bool {
+        matches!(e.state, EntryState::Sent | EntryState::Released) && e.gen != self.gen
+    }
+
+    fn find_resend(&mut self) -> Option<usize> {
+        let mut i = self.resend_from;
+        while let Some(e) = self.queue.get(i) {
+            if self.needs_resend(e) {
+                self.resend_from = i;
+                return Some(i);
+            }
+            i += 1;
+        }
+        self.resend_from = i;
+        None
+    }
+
+    fn find_unsent(&mut self) -> Option<usize> {
+        let mut i = self.unsent_from;
+        while let Some(e) = self.queue.get(i) {
+            if e.state == EntryState::Queued {
+                self.unsent_from = i;
+                return Some(i);
+            }
+            i += 1;
+        }
+        self.unsent_from = i;
+        None
+    }
+
+    /// Removes entry `i`, keeping counters and scan hints right.
+    fn remove_entry(&mut self, i: usize) -> Option<Entry<H>> {
+        let e = self.queue.remove(i)?;
+        if self.resend_from > i {
+            self.resend_from -= 1;
+        }
+        if self.unsent_from > i {
+            self.unsent_from -= 1;
+        }
+        if e.pid != 0 {
+            self.pids_in_use = self.pids_in_use.saturating_sub(1);
+        }
+        if e.state == EntryState::Queued {
+            self.queued = self.queued.saturating_sub(1);
+        }
+        if let Kind::Publish { qos, .. } = e.kind {
+            if !e.slot {
+                self.buffered = self.buffered.saturating_sub(1);
+            } else if qos != QoS::AtMostOnce {
+                self.inflight = self.inflight.saturating_sub(1);
+            }
+        }
+        Some(e)
+    }
+
+    fn encode_entry<S: Sink + ?Sized>(e: &Entry<H>, sink: &mut S, dup: bool) -> Result<(), Error> {
+        match (e.kind, e.state) {
+            (_, EntryState::Released) => codec::encode_ack(sink, codec::PUBREL, e.pid),
+            (Kind::Publish { qos, retain }, _) => codec::encode_publish(
+                sink,
+                dup && qos != QoS::AtMostOnce,
+                qos,
+                retain,
+                e.handle.topic(),
+                e.pid,
+                e.handle.payload(),
+            ),
+            (Kind::Subscribe, _) => codec::encode_subscribe(sink, e.pid, &ReqFilters(&e.handle)),
+            (Kind::Unsubscribe, _) => codec::encode_unsubscribe(sink, e.pid, &ReqFilters(&e.handle)),
+        }
+    }
+
+    /// A request can no longer be encoded (its data became invalid): complete it with an error.
+    fn fail_entry(&mut self, i: usize, err: Error) {
+        if let Some(e) = self.remove_entry(i) {
+            let ev = match e.kind {
+                Kind::Publish { .. } => Event::Published {
+                    mid: e.mid,
+                    rc: err.rc(),
+                },
+                Kind::Subscribe => {
+                    let mut granted = Vec::new();
+                    for _ in 0..e.handle.filter_count().clamp(1, MAX_SUBSCRIBE_FILTERS) {
+                        let _ = granted.push(0x80);
+                    }
+                    Event::Subscribed { mid: e.mid, granted }
+                }
+                Kind::Unsubscribe => Event::Unsubscribed { mid: e.mid },
+            };
+            self.push_event(ev);
+        }
+    }
+
+    /// Writes at most one whole packet to `sink`; false when there is nothing to send (or
+    /// the sink failed: the connection is then dropped with `OutOfMemory`).
+    ///
+    /// Order: (CONNECT is written by `handle_transport_up`), then re-sent PUBLISH (DUP) and
+    /// PUBREL in original order, then acknowledgements of incoming messages, then queued
+    /// requests in order within the in-flight window, then PINGREQ. After `disconnect()`:
+    /// acknowledgements, then DISCONNECT.
+    pub fn poll_transmit<S: Sink + ?Sized>(&mut self, now: Instant, sink: &mut S) -> bool {
+        match self.state {
+            ConnState::Connected => {}
+            ConnState::Disconnecting => {
+                if self.write_ack(now, sink) {
+                    return true;
+                }
+                let ok = codec::encode_empty(sink, codec::DISCONNECT).is_ok();
+                self.reset_connection();
+                self.state = ConnState::Idle;
+                self.close_pending = true;
+                return ok;
+            }
+            _ => return false,
+        }
+        // 1. Re-sends from a previous connection, and PUBRELs.
+        if let Some(i) = self.find_resend() {
+            let res = match self.queue.get(i) {
+                Some(e) => Self::encode_entry(e, sink, true),
+                None => return false,
+            };
+            return match res {
+                Ok(()) => {
+                    let gen = self.gen;
+                    if let Some(e) = self.queue.get_mut(i) {
+                        e.gen = gen;
+                    }
+                    self.last_sent = now;
+                    true
+                }
+                Err(Error::SinkFull) => {
+                    self.lose(now, LostReason::OutOfMemory, true);
+                    false
+                }
+                Err(err) => {
+                    self.fail_entry(i, err);
+                    true
+                }
+            };
+        }
+        // 2. Acknowledgements.
+        if self.write_ack(now, sink) {
+            return true;
+        }
+        if self.state != ConnState::Connected {
+            return false;
+        }
+        // 3. New requests, in order. Room for a completion event plus one inbound packet's
+        // event plus a lifecycle event is kept.
+        if self.events_free() >= 3 {
+            if let Some(i) = self.find_unsent() {
+                let (is_pub, qos, slot) = match self.queue.get(i) {
+                    Some(e) => match e.kind {
+                        Kind::Publish { qos, .. } => (true, qos, e.slot),
+                        _ => (false, QoS::AtMostOnce, true),
+                    },
+                    None => return false,
+                };
+                let window_ok = !is_pub
+                    || qos == QoS::AtMostOnce
+                    || slot
+                    || self.inflight < usize::from(self.config.max_inflight);
+                if window_ok {
+                    let res = match self.queue.get(i) {
+                        Some(e) => Self::encode_entry(e, sink, false),
+                        None => return false,
+                    };
+                    match res {
+                        Ok(()) => {
+                            self.last_sent = now;
+                            self.queued = self.queued.saturating_sub(1);
+                            if is_pub && qos == QoS::AtMostOnce {
+                                if let Some(e) = self.queue.remove(i) {
+                                    if !e.slot {
+                                        self.buffered = self.buffered.saturating_sub(1);
+                                    }
+                                    if self.resend_from > i {
+                                        self.resend_from -= 1;
+                                    }
+                                    self.push_event(Event::Published {
+                                        mid: e.mid,
+                                        rc: rc::OK,
+                                    });
+                                }
+                            } else {
+                                let gen = self.gen;
+                                let mut took_slot = false;
+                                if let Some(e) = self.queue.get_mut(i) {
+                                    e.state = EntryState::Sent;
+                                    e.gen = gen;
+                                    if is_pub && !e.slot {
+                                        e.slot = true;
+                                        took_slot = true;
+                                    }
+                                }
+                                if took_slot {
+                                    self.buffered = self.buffered.saturating_sub(1);
+                                    self.inflight += 1;
+                                }
+                            }
+                            return true;
+                        }
+                        Err(Error::SinkFull) => {
+                            self.lose(now, LostReason::OutOfMemory, true);
+                            return false;
+                        }
+                        Err(err) => {
+                            self.fail_entry(i, err);
+                            return true;
+                        }
+                    }
+                }
+            }
+        }
+        // 4. Keep-alive.
+        if self.ping_wanted {
+            return match codec::encode_empty(sink, codec::PINGREQ) {
+                Ok(()) => {
+                    self.ping_wanted = false;
+                    self.last_sent = now;
+                    true
+                }
+                Err(_) => {
+                    self.lose(now, LostReason::OutOfMemory, true);
+                    false
+                }
+            };
+        }
+        false
+    }
+
+    fn write_ack<S: Sink + ?Sized>(&mut self, now: Instant, sink: &mut S) -> bool {
+        let (t, id) = match self.acks.front() {
+            Some(a) => *a,
+            None => return false,
+        };
+        match codec::encode_ack(sink, t, id) {
+            Ok(()) => {
+                self.acks.pop_front();
+                self.last_sent = now;
+                true
+            }
+            Err(Error::SinkFull) => {
+                self.lose(now, LostReason::OutOfMemory, true);
+                false
+            }
+            Err(_) => {
+                self.acks.pop_front();
+                true
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------------------------
+    // Receive
+    // ------------------------------------------------------------------------------------
+
+    fn receiving(&self) -> bool {
+        matches!(
+            self.state,
+            ConnState::WaitConnack | ConnState::Connected | ConnState::Disconnecting
+        )
+    }
+
+    /// Feeds received bytes (any split). Returns how many bytes were consumed: fewer than
+    /// `data.len()` only when the event queue or the acknowledgement queue is full; the
+    /// binding then drains `poll_event`/`poll_transmit` and feeds the rest again. A protocol
+    /// violation drops the connection (`Connect { rc: -1, reason: Protocol }`,
+    /// `Action::CloseTransport`, retry scheduled) and consumes everything. Bytes arriving
+    /// while no connection is up are discarded (all consumed).
+    pub fn handle_bytes<I: Inbox<Msg = M>>(&mut self, now: Instant, data: &[u8], inbox: &mut I) -> usize {
+        let mut used = 0usize;
+        while used < data.len() {
+            if !self.receiving() {
+                return data.len();
+            }
+            let rest = data.get(used..).unwrap_or(&[]);
+            match self.rx_step(now, rest, inbox) {
+                Ok(0) => break,
+                Ok(n) => {
+                    used += n;
+                    self.last_recv = now;
+                }
+                Err(reason) => {
+                    self.lose(now, reason, true);
+                    return data.len();
+                }
+            }
+        }
+        used
+    }
+
+    fn rx_step<I: Inbox<Msg = M>>(&mut self, now: Instant, data: &[u8], inbox: &mut I) -> Result<usize, LostReason> {
+        match self.rx {
+            Rx::Header => {
+                if self.rx_hdr.is_empty() && (self.events_free() < 2 || self.acks.len() >= ACK_CAPACITY) {
+                    return Ok(0);
+                }
+                let mut n = 0usize;
+                for &b in data {
+                    n += 1;
+                    match self.rx_hdr.push(b) {
+                        Err(_) => return Err(LostReason::Protocol),
+                        Ok(None) => {}
+                        Ok(Some((byte0, rem))) => {
+                            self.start_packet(now, byte0, rem, inbox)?;
+                            return Ok(n);
+                        }
+                    }
+                }
+                Ok(n)
+            }
+            Rx::Body { byte0, rem } => {
+                let want = rem.saturating_sub(self.rx_buf.len());
+                let n = want.min(data.len());
+                self.rx_buf
+                    .extend_from_slice(data.get(..n).unwrap_or(&[]))
+                    .map_err(|_| LostReason::Protocol)?;
+                if self.rx_buf.len() >= rem {
+                    self.rx = Rx::Header;
+                    self.small_packet(now, byte0)?;
+                }
+                Ok(n)
+            }
+            Rx::PubHead { flags, rem } => {
+                let qos = QoS::try_from((flags >> 1) & 3).map_err(|_| LostReason::Protocol)?;
+                let mut used = 0usize;
+                loop {
+                    let need = match self.rx_buf.as_slice() {
+                        [h, l, ..] => {
+                            2 + usize::from(u16::from_be_bytes([*h, *l]))
+                                + if qos == QoS::AtMostOnce { 0 } else { 2 }
+                        }
+                        _ => 2,
+                    };
+                    if need > rem {
+                        return Err(LostReason::Protocol);
+                    }
+                    if need > self.rx_buf.capacity() {
+                        return Err(LostReason::PacketTooLarge);
+                    }
+                    let have = self.rx_buf.len();
+                    if have >= need {
+                        self.rx = Rx::Header;
+                        self.publish_header(flags, qos, rem, inbox)?;
+                        return Ok(used);
+                    }
+                    let avail = data.get(used..).unwrap_or(&[]);
+                    if avail.is_empty() {
+                        return Ok(used);
+                    }
+                    let n = (need - have).min(avail.len());
+                    self.rx_buf
+                        .extend_from_slice(avail.get(..n).unwrap_or(&[]))
+                        .map_err(|_| LostReason::PacketTooLarge)?;
+                    used += n;
+                }
+            }
+            Rx::PubPayload { .. } => {
+                let mut n = 0usize;
+                let mut complete = false;
+                if let Rx::PubPayload { msg, pos, len, .. } = &mut self.rx {
+                    let want = len.saturating_sub(*pos);
+                    n = want.min(data.len());
+                    if let Some(m) = msg.as_mut() {
+                        let end = pos.checked_add(n).ok_or(LostReason::OutOfMemory)?;
+                        let dst = inbox
+                            .payload_mut(m)
+                            .get_mut(*pos..end)
+                            .ok_or(LostReason::OutOfMemory)?;
+                        let src = data.get(..n).ok_or(LostReason::Protocol)?;
+                        dst.copy_from_slice(src);
+                    }
+                    *pos += n;
+                    complete = *pos >= *len;
+                }
+                if complete {
+                    self.finish_publish();
+                }
+                Ok(n)
+            }
+        }
+    }
+
+    fn start_packet<I: Inbox<Msg = M>>(&mut self, now: Instant, byte0: u8, rem: usize, inbox: &mut I) -> Result<(), LostReason> {
+        check_first_byte(byte0).map_err(|_| LostReason::Protocol)?;
+        let total = rem.saturating_add(5.min(1 + varint_len(rem)));
+        if total > self.config.max_incoming_packet {
+            return Err(LostReason::PacketTooLarge);
+        }
+        self.rx_buf.clear();
+        match byte0 >> 4 {
+            codec::PUBLISH => {
+                if self.state == ConnState::WaitConnack {
+                    return Err(LostReason::Protocol);
+                }
+                self.rx = Rx::PubHead { flags: byte0 & 0x0F, rem };
+                let _ = inbox;
+                Ok(())
+            }
+            codec::CONNACK
+            | codec::PUBACK
+            | codec::PUBREC
+            | codec::PUBREL
+            | codec::PUBCOMP
+            | codec::SUBACK
+            | codec::UNSUBACK
+            | codec::PINGRESP => {
+                if rem > self.rx_buf.capacity() {
+                    return Err(LostReason::Protocol);
+                }
+                if rem == 0 {
+                    self.small_packet(now, byte0)
+                } else {
+                    self.rx = Rx::Body { byte0, rem };
+                    Ok(())
+                }
+            }
+            _ => Err(LostReason::Protocol),
+        }
+    }
+
+    fn publish_header<I: Inbox<Msg = M>>(&mut self, flags: u8, qos: QoS, rem: usize, inbox: &mut I) -> Result<(), LostReason> {
+        let buf = self.rx_buf.as_slice();
+        let tlen = match buf {
+            [h, l, ..] => usize::from(u16::from_be_bytes([*h, *l])),
+            _ => return Err(LostReason::Protocol),
+        };
+        let topic_bytes = buf.get(2..2 + tlen).ok_or(LostReason::Protocol)?;
+        codec::validate_topic_name(topic_bytes).map_err(|_| LostReason::Protocol)?;
+        let topic = core::str::from_utf8(topic_bytes).map_err(|_| LostReason::Protocol)?;
+        let pid = if qos == QoS::AtMostOnce {
+            0
+        } else {
+            match buf.get(2 + tlen..2 + tlen + 2) {
+                Some([h, l]) => u16::from_be_bytes([*h, *l]),
+                _ => return Err(LostReason::Protocol),
+            }
+        };
+        if qos != QoS::AtMostOnce && pid == 0 {
+            return Err(LostReason::Protocol);
+        }
+        let head = 2 + tlen + if qos == QoS::AtMostOnce { 0 } else { 2 };
+        let len = rem.checked_sub(head).ok_or(LostReason::Protocol)?;
+        let duplicate = qos == QoS::ExactlyOnce && self.qos2_seen(pid);
+        let msg = if duplicate {
+            None
+        } else {
+            Some(inbox.begin(topic, len).ok_or(LostReason::OutOfMemory)?)
+        };
+        self.rx = Rx::PubPayload {
+            msg,
+            qos,
+            retain: flags & 0x01 != 0,
+            dup: flags & 0x08 != 0,
+            pid,
+            pos: 0,
+            len,
+        };
+        if len == 0 {
+            self.finish_publish();
+        }
+        Ok(())
+    }
+
+    fn finish_publish(&mut self) {
+        let rx = core::mem::replace(&mut self.rx, Rx::Header);
+        if let Rx::PubPayload {
+            msg,
+            qos,
+            retain,
+            dup,
+            pid,
+            ..
+        } = rx
+        {
+            if let Some(msg) = msg {
+                if qos == QoS::ExactlyOnce {
+                    self.qos2_set(pid, true);
+                }
+                self.push_event(Event::Message {
+                    msg,
+                    qos,
+                    retain,
+                    dup,
+                });
+            }
+            match qos {
+                QoS::AtMostOnce => {}
+                QoS::AtLeastOnce => self.push_ack(codec::PUBACK, pid),
+                QoS::ExactlyOnce => self.push_ack(codec::PUBREC, pid),
+            }
+        }
+    }
+
+    fn push_ack(&mut self, t: u8, id: u16) {
+        // Room is checked before a packet is accepted; if it were full, dropping the ack is
+        // safe (the broker re-sends the packet that asked for it).
+        let _ = self.acks.push_back((t, id));
+    }
+
+    fn qos2_seen(&self, pid: u16) -> bool {
+        let w = usize::from(pid >> 5);
+        self.inbound_qos2
+            .get(w)
+            .is_some_and(|x| x & (1u32 << (pid & 31)) != 0)
+    }
+
+    fn qos2_set(&mut self, pid: u16, on: bool) {
+        let w = usize::from(pid >> 5);
+        if let Some(x) = self.inbound_qos2.get_mut(w) {
+            if on {
+                *x |= 1u32 << (pid & 31);
+            } else {
+                *x &= !(1u32 << (pid & 31));
+            }
+        }
+    }
+
+    fn find_entry(&self, pid: u16, pred: impl Fn(&Entry<H>) -> bool) -> Option<usize> {
+        (0..self.queue.len()).find(|&i| self.queue.get(i).is_some_and(|e| e.pid == pid && pred(e)))
+    }
+
+    fn small_packet(&mut self, now: Instant, byte0: u8) -> Result<(), LostReason> {
+        let inp = match decode_body(byte0, self.rx_buf.as_slice()) {
+            Ok(Packet::ConnAck {
+                session_present,
+                code,
+            }) => In::ConnAck {
+                session_present,
+                code,
+            },
+            Ok(Packet::PubAck(id)) => In::PubAck(id),
+            Ok(Packet::PubRec(id)) => In::PubRec(id),
+            Ok(Packet::PubRel(id)) => In::PubRel(id),
+            Ok(Packet::PubComp(id)) => In::PubComp(id),
+            Ok(Packet::SubAck { pid, codes }) => In::SubAck {
+                pid,
+                codes: Vec::from_slice(codes).map_err(|_| LostReason::Protocol)?,
+            },
+            Ok(Packet::UnsubAck(id)) => In::UnsubAck(id),
+            Ok(Packet::PingResp) => In::PingResp,
+            _ => return Err(LostReason::Protocol),
+        };
+        self.rx_buf.clear();
+        if self.state == ConnState::WaitConnack {
+            return match inp {
+                In::ConnAck {
+                    session_present,
+                    code,
+                } => self.connack(now, session_present, code),
+                _ => Err(LostReason::Protocol),
+            };
+        }
+        match inp {
+            In::ConnAck { .. } => return Err(LostReason::Protocol),
+            In::PubAck(id) => {
+                if let Some(i) = self.find_entry(id, |e| {
+                    e.kind
+                        == Kind::Publish {
+                            qos: QoS::AtLeastOnce,
+                            retain: false,
+                        }
+                        || e.kind
+                            == Kind::Publish {
+                                qos: QoS::AtLeastOnce,
+                                retain: true,
+                            }
+                }) {
+                    self.complete(i, EntryState::Sent);
+                }
+            }
+            In::PubRec(id) => {
+                let found = self.find_entry(id, |e| {
+                    matches!(e.kind, Kind::Publish { qos: QoS::ExactlyOnce, .. })
+                        && e.state != EntryState::Queued
+                });
+                match found {
+                    Some(i) => {
+                        if let Some(e) = self.queue.get_mut(i) {
+                            e.state = EntryState::Released;
+                            e.gen = 0;
+                        }
+                        self.resend_from = self.resend_from.min(i);
+                    }
+                    None => self.push_ack(codec::PUBREL, id),
+                }
+            }
+            In::PubRel(id) => {
+                self.qos2_set(id, false);
+                self.push_ack(codec::PUBCOMP, id);
+            }
+            In::PubComp(id) => {
+                if let Some(i) = self.find_entry(id, |e| e.state == EntryState::Released) {
+                    self.complete(i, EntryState::Released);
+                }
+            }
+            In::SubAck { pid, codes } => {
+                if let Some(i) = self.find_entry(pid, |e| e.kind == Kind::Subscribe && e.state == EntryState::Sent) {
+                    let n = self.queue.get(i).map_or(0, |e| e.handle.filter_count());
+                    if n != codes.len() {
+                        return Err(LostReason::Protocol);
+                    }
+                    if let Some(e) = self.remove_entry(i) {
+                        self.push_event(Event::Subscribed {
+                            mid: e.mid,
+                            granted: codes,
+                        });
+                    }
+                }
+            }
+            In::UnsubAck(id) => {
+                if let Some(i) = self.find_entry(id, |e| e.kind == Kind::Unsubscribe && e.state == EntryState::Sent) {
+                    if let Some(e) = self.remove_entry(i) {
+                        self.push_event(Event::Unsubscribed { mid: e.mid });
+                    }
+                }
+            }
+            In::PingResp => {
+                self.ping_outstanding = false;
+                self.ping_wanted = false;
+            }
+        }
+        Ok(())
+    }
+
+    /// A QoS 1/2 publish got its final acknowledgement.
+    fn complete(&mut self, i: usize, expect: EntryState) {
+        let ok = self.queue.get(i).is_some_and(|e| e.state == expect && e.is_qos_publish());
+        if !ok {
+            return;
+        }
+        if let Some(e) = self.remove_entry(i) {
+            self.push_event(Event::Published {
+                mid: e.mid,
+                rc: rc::OK,
+            });
+        }
+    }
+
+    fn connack(&mut self, now: Instant, session_present: bool, code: u8) -> Result<(), LostReason> {
+        match code {
+            0 => {
+                self.state = ConnState::Connected;
+                self.failures = 0;
+                self.last_sent = now;
+                self.last_recv = now;
+                self.ping_wanted = false;
+                self.ping_outstanding = false;
+                self.resend_from = 0;
+                if !session_present {
+                    // The broker has no session: its QoS 2 ids are not pending any more.
+                    self.inbound_qos2 = [0; 2048];
+                }
+                self.push_event(Event::Connect {
+                    rc: rc::OK,
+                    session_present,
+                    reason: None,
+                });
+                Ok(())
+            }
+            1..=5 => {
+                self.reset_connection();
+                self.push_event(Event::Connect {
+                    rc: i32::from(code),
+                    session_present: false,
+                    reason: Some(LostReason::Refused),
+                });
+                self.state = ConnState::Idle;
+                self.close_pending = true;
+                Ok(())
+            }
+            _ => Err(LostReason::Protocol),
+        }
+    }
+}
+
+fn varint_len(len: usize) -> usize {
+    match len {
+        0..=127 => 1,
+        128..=16_383 => 2,
+        16_384..=2_097_151 => 3,
+        _ => 4,
+    }
+}
+
+/// Checks connection parameters the way `handle_transport_up` will (so the binding can
+/// reject them in `connect()`): `Err(rc)` with -5 bad UTF-8, -7 NUL, -8 bad will topic or
+/// field too long, -15 password without user name, -17 empty will topic.
+pub fn validate_connect_params(p: &ConnectParams<'_>) -> Result<(), i32> {
+    if let Some(w) = &p.will {
+        if w.topic.is_empty() {
+            return Err(rc::ZERO_LENGTH_WILL_TOPIC);
+        }
+    }
+    codec::validate_connect(p).map_err(|e| e.rc())
+}

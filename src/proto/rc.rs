@@ -1,0 +1,82 @@
+//! Return codes of the `mqtt` module (`MqttError.errno`, negative `rc` values), numbered as
+//! in the Eclipse Paho asynchronous C client and in `shared/API.md`.
+
+use super::engine::LostReason;
+
+pub const OK: i32 = 0;
+pub const FAILURE: i32 = -1;
+pub const PERSISTENCE_ERROR: i32 = -2;
+pub const DISCONNECTED: i32 = -3;
+pub const MAX_MESSAGES_INFLIGHT: i32 = -4;
+pub const BAD_UTF8_STRING: i32 = -5;
+pub const NULL_PARAMETER: i32 = -6;
+pub const TOPICNAME_TRUNCATED: i32 = -7;
+pub const BAD_STRUCTURE: i32 = -8;
+pub const BAD_QOS: i32 = -9;
+pub const NO_MORE_MSGIDS: i32 = -10;
+pub const OPERATION_INCOMPLETE: i32 = -11;
+pub const MAX_BUFFERED_MESSAGES: i32 = -12;
+pub const SSL_NOT_SUPPORTED: i32 = -13;
+pub const BAD_PROTOCOL: i32 = -14;
+pub const BAD_MQTT_OPTION: i32 = -15;
+pub const WRONG_MQTT_VERSION: i32 = -16;
+pub const ZERO_LENGTH_WILL_TOPIC: i32 = -17;
+pub const COMMAND_IGNORED: i32 = -18;
+pub const MAX_BUFFERED_BOUND: i32 = -19;
+
+/// CONNACK return codes (positive `rc` of `on_connect`).
+pub const CONNACK_UNACCEPTABLE_PROTOCOL_VERSION: i32 = 1;
+pub const CONNACK_IDENTIFIER_REJECTED: i32 = 2;
+pub const CONNACK_SERVER_UNAVAILABLE: i32 = 3;
+pub const CONNACK_BAD_USERNAME_OR_PASSWORD: i32 = 4;
+pub const CONNACK_NOT_AUTHORISED: i32 = 5;
+
+/// Human-readable text for every code above and for the CONNACK codes 1..5;
+/// "unknown error" for anything else. Never panics.
+pub fn description(code: i32) -> &'static str {
+    match code {
+        OK => "no error",
+        FAILURE => "generic error",
+        PERSISTENCE_ERROR => "persistence error",
+        DISCONNECTED => "the client is disconnected",
+        MAX_MESSAGES_INFLIGHT => "the maximum number of in-flight messages has been reached",
+        BAD_UTF8_STRING => "invalid UTF-8 string",
+        NULL_PARAMETER => "invalid None value provided",
+        TOPICNAME_TRUNCATED => "topic contains a NUL character",
+        BAD_STRUCTURE => "bad structure (malformed argument)",
+        BAD_QOS => "invalid QoS value",
+        NO_MORE_MSGIDS => "no more message ids",
+        OPERATION_INCOMPLETE => "operation discarded before completion",
+        MAX_BUFFERED_MESSAGES => "no more messages can be buffered",
+        SSL_NOT_SUPPORTED => "TLS is not supported by this build",
+        BAD_PROTOCOL => "bad protocol (scheme) in URL",
+        BAD_MQTT_OPTION => "bad MQTT option",
+        WRONG_MQTT_VERSION => "wrong MQTT version",
+        ZERO_LENGTH_WILL_TOPIC => "zero-length will topic",
+        COMMAND_IGNORED => "connect or disconnect command ignored",
+        MAX_BUFFERED_BOUND => "invalid bound on buffered messages",
+        CONNACK_UNACCEPTABLE_PROTOCOL_VERSION => "connection refused: unacceptable protocol version",
+        CONNACK_IDENTIFIER_REJECTED => "connection refused: identifier rejected",
+        CONNACK_SERVER_UNAVAILABLE => "connection refused: server unavailable",
+        CONNACK_BAD_USERNAME_OR_PASSWORD => "connection refused: bad user name or password",
+        CONNACK_NOT_AUTHORISED => "connection refused: not authorised",
+        _ => "unknown error",
+    }
+}
+
+/// Explains why a connection attempt failed or an established connection was lost
+/// (the `reason` of an `Event::Connect` with `rc == -1`).
+pub fn lost_reason_text(reason: LostReason) -> &'static str {
+    match reason {
+        LostReason::Closed => "connection closed by the broker",
+        LostReason::Io => "network error",
+        LostReason::Dns => "host name lookup failed",
+        LostReason::Tls => "TLS failure",
+        LostReason::Timeout => "connection attempt timed out (no CONNACK)",
+        LostReason::KeepAlive => "keep-alive timeout (no PINGRESP)",
+        LostReason::Protocol => "protocol error (malformed or unexpected packet)",
+        LostReason::PacketTooLarge => "incoming packet too large",
+        LostReason::OutOfMemory => "out of memory",
+        LostReason::Refused => "connection refused by the broker",
+    }
+}
