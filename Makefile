@@ -20,7 +20,7 @@ JOBS ?= $(shell nproc)
 
 # Debian packages the build and the tests need (checked, installed if missing).
 DEB_PACKAGES := gcc make pkg-config dpkg-dev xz-utils libmbedtls-dev libffi-dev \
-	libclang-dev mosquitto mosquitto-clients python3-venv openssl
+	libclang-dev mosquitto mosquitto-clients python3-venv openssl cmake
 
 PORT_MAKE = $(MAKE) -C $(MICROPY_DIR)/ports/unix \
 	VARIANT_DIR=$(VARIANT_DIR) BUILD=$(PORT_BUILD) \
@@ -61,7 +61,7 @@ test-rust:
 	cargo test --quiet
 
 test-e2e: firmware venv
-	MQTT_FIRMWARE=$(FIRMWARE) $(PYTEST) -q tests/e2e
+	MQTT_FIRMWARE=$(FIRMWARE) MICROPY_DIR=$(MICROPY_DIR) $(PYTEST) -q tests/e2e tests/cmake
 
 demo: firmware
 	@tools/demo.sh $(FIRMWARE)

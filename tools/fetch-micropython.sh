@@ -73,7 +73,7 @@ echo "$ORIG_SHA256  $WORK/src/$ORIG" | sha256sum -c --quiet - || {
 }
 
 rm -rf "$DEST.tmp"
-dpkg-source -x "$WORK/src/${PKG}_${VERSION}.dsc" "$DEST.tmp" >"$WORK/dpkg-source.log" 2>&1 || { cat "$WORK/dpkg-source.log" >&2; exit 1; }
+dpkg-source --no-copy -x "$WORK/src/${PKG}_${VERSION}.dsc" "$DEST.tmp" >"$WORK/dpkg-source.log" 2>&1 || { cat "$WORK/dpkg-source.log" >&2; exit 1; }
 rm -rf "$DEST"
 mv "$DEST.tmp" "$DEST"
 touch "$DEST/.fetched-$VERSION"

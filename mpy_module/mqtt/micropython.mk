@@ -12,8 +12,6 @@ MQTT_CORE_OBJ := $(BUILD)/mqtt_core/mqtt_core.o
 SRC_USERMOD_C += $(MQTT_MOD_DIR)/modmqtt.c $(MQTT_MOD_DIR)/mqtt_glue.c $(MQTT_MOD_DIR)/mqtt_loop.c
 CFLAGS_USERMOD += -I$(MQTT_MOD_DIR) -DMICROPY_PY_MQTT=1
 LDFLAGS_USERMOD += $(MQTT_CORE_OBJ)
-# qstrs used only from Rust
-QSTR_DEFS += $(abspath $(MQTT_MOD_DIR)/qstrdefs_mqtt.h)
 
 # Target triple for cargo; empty means the host (the unix port).
 MQTT_RUST_TARGET ?=

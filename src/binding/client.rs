@@ -432,8 +432,7 @@ impl Client {
         o.private_key = freeze(o.private_key)?;
 
 
-        // TODO(engine): apply max_inflight/max_buffered
-        let _ = config;
+        self.engine.set_config(config);
         self.opts = o;
         self.cbs[CB_CONNECT] = cb;
         self.engine.connect(now()).map_err(ApiError::Mqtt)

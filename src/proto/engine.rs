@@ -391,6 +391,14 @@ impl<H: Request, Q: Queue<Entry<H>>, M> Engine<H, Q, M> {
     pub fn config(&self) -> &Config {
         &self.config
     }
+    /// Replaces the configuration (the binding applies `connect()` options). The bounds
+    /// apply to what is queued from now on; messages already queued stay.
+    pub fn set_config(&mut self, mut config: Config) {
+        if config.max_inflight == 0 {
+            config.max_inflight = 1;
+        }
+        self.config = config;
+    }
     pub fn queue(&self) -> &Q {
         &self.queue
     }
@@ -457,29 +465,62 @@ impl<H: Request, Q: Queue<Entry<H>>, M> Engine<H, Q, M> {
         m
     }
 
-    fn pid_in_use(&self, pid: u16) -> bool {
-        (0..self.queue.len()).any(|i| self.queue.get(i).is_some_and(|e| e.pid == pid))
-    }
-
+    /// Allocates a packet id: the next one after the last allocated that no queued entry
+    /// holds. Until the counter first wraps, the next id is free by construction; after
+    /// that, ids are searched in blocks of 256 with one pass over the queue per block
+    /// (O(queue length) per allocation in practice, bounded by 256 passes).
     fn alloc_pid(&mut self) -> Result<u16, i32> {
         if self.pids_in_use >= 65_535 {
             return Err(rc::NO_MORE_MSGIDS);
         }
-        for _ in 0..65_535u32 {
-            let c = self.next_pid;
-            let free = !self.pid_wrapped || !self.pid_in_use(c);
-            if c == 65_535 {
-                self.next_pid = 1;
-                self.pid_wrapped = true;
-            } else {
-                self.next_pid = c + 1;
+        if !self.pid_wrapped {
+            let c = self.next_pid.max(1);
+            self.set_next_pid(c);
+            self.pids_in_use += 1;
+            return Ok(c);
+        }
+        let mut base = u32::from(self.next_pid.max(1));
+        let mut checked = 0u32;
+        while checked < 65_535 {
+            let block = 256u32.min(65_536 - base);
+            let mut mask = [0u32; 8];
+            for i in 0..self.queue.len() {
+                if let Some(e) = self.queue.get(i) {
+                    let p = u32::from(e.pid);
+                    if p >= base && p < base + block {
+                        let k = (p - base) as usize;
+                        if let Some(w) = mask.get_mut(k / 32) {
+                            *w |= 1 << (k % 32);
+                        }
+                    }
+                }
             }
-            if free {
-                self.pids_in_use += 1;
-                return Ok(c);
+            for k in 0..block as usize {
+                let used = mask.get(k / 32).is_some_and(|w| w & (1 << (k % 32)) != 0);
+                if !used {
+                    let c = u16::try_from(base + k as u32).map_err(|_| rc::NO_MORE_MSGIDS)?;
+                    self.set_next_pid(c);
+                    self.pids_in_use += 1;
+                    return Ok(c);
+                }
+            }
+            checked += block;
+            base += block;
+            if base > 65_535 {
+                base = 1;
             }
         }
         Err(rc::NO_MORE_MSGIDS)
+    }
+
+    /// `c` was just allocated: the search continues after it.
+    fn set_next_pid(&mut self, c: u16) {
+        if c == 65_535 {
+            self.next_pid = 1;
+            self.pid_wrapped = true;
+        } else {
+            self.next_pid = c + 1;
+        }
     }
 
     fn enqueue(&mut self, e: Entry<H>) -> Result<u32, i32> {
@@ -1111,7 +1152,8 @@ impl<H: Request, Q: Queue<Entry<H>>, M> Engine<H, Q, M> {
                     if need > rem {
                         return Err(LostReason::Protocol);
                     }
-                    if need > self.rx_buf.capacity() {
+                    let pid_len = if qos == QoS::AtMostOnce { 0 } else { 2 };
+                    if need.saturating_sub(2 + pid_len) > MAX_INCOMING_TOPIC_LEN || need > self.rx_buf.capacity() {
                         return Err(LostReason::PacketTooLarge);
                     }
                     let have = self.rx_buf.len();

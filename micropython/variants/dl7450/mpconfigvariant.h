@@ -14,3 +14,9 @@
 // Unix extras (sys.atexit, time, select, websocket, ...). Included by this
 // path so that the variant can live outside the MicroPython tree.
 #include "variants/mpconfigvariant_common.h"
+
+// Ctrl-C is delivered through the scheduler, not by raising from inside the
+// SIGINT handler: a raise from a signal handler could unwind through the
+// mqtt module's Rust frames, which must never happen.
+#undef MICROPY_ASYNC_KBD_INTR
+#define MICROPY_ASYNC_KBD_INTR (0)
