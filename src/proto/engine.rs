@@ -4,10 +4,8 @@
 
 use heapless::{Deque, Vec};
 
-use super::codec::{
-    self, check_first_byte, decode_body, ConnectParams, Error, FilterSource, FixedHeaderParser,
-    Packet, QoS, Sink,
-};
+use super::codec::{self, check_first_byte, decode_body, Error, FilterSource, FixedHeaderParser, Packet};
+pub use super::codec::{ConnectParams, QoS, Sink, Will};
 use super::rc;
 
 /// Monotonic milliseconds, supplied by the caller.
@@ -788,10 +786,8 @@ impl<H: Request, Q: Queue<Entry<H>>, M> Engine<H, Q, M> {
     /// Processes expired deadlines.
     pub fn handle_timeout(&mut self, now: Instant) {
         match self.state {
-            ConnState::Opening | ConnState::WaitConnack => {
-                if now >= self.deadline {
-                    self.lose(now, LostReason::Timeout, true);
-                }
+            ConnState::Opening | ConnState::WaitConnack if now >= self.deadline => {
+                self.lose(now, LostReason::Timeout, true);
             }
             ConnState::Connected => {
                 if self.ping_outstanding {

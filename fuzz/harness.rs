@@ -1,0 +1,244 @@
+//! Fuzz harness shared by the cargo-fuzz targets (`fuzz_targets/*.rs`) and by the
+//! `tests/proto_fuzz_seeds.rs` regression test, which replays every file of `fuzz/seeds/**`.
+//! Only the crate's public API and std are used. Panics here are findings, except the
+//! explicit invariant assertions, which are findings too.
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+
+use dl7450_mqtt::proto::codec::{self, StreamDecoder};
+use dl7450_mqtt::proto::engine::Entry;
+use dl7450_mqtt::proto::*;
+
+struct Split(u64);
+impl Split {
+    fn next(&mut self, max: usize) -> usize {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        1 + (x % max.max(1) as u64) as usize
+    }
+}
+
+fn seed(data: &[u8]) -> (u64, &[u8]) {
+    match data.split_first() {
+        Some((b, rest)) => (u64::from(*b).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1, rest),
+        None => (1, data),
+    }
+}
+
+#[derive(Default)]
+struct VecSink(Vec<u8>);
+impl Sink for VecSink {
+    fn put(&mut self, b: &[u8]) -> bool {
+        self.0.extend_from_slice(b);
+        true
+    }
+}
+
+/// Decoder: `decode` over the buffer, a `StreamDecoder` over arbitrary splits (same
+/// results), and re-encoding of every decoded packet.
+pub fn decoder(data: &[u8]) {
+    let (s, data) = seed(data);
+    let mut whole: Vec<Vec<u8>> = vec![];
+    let mut rest = data;
+    let mut whole_err = None;
+    loop {
+        match codec::decode(rest, 4096) {
+            Ok(Some((p, n))) => {
+                assert!(n > 0 && n <= rest.len());
+                let mut sink = VecSink::default();
+                p.encode(&mut sink).expect("a decoded packet re-encodes");
+                let (p2, _) = codec::decode(&sink.0, usize::MAX).expect("re-decodes").expect("complete");
+                assert_eq!(p, p2);
+                whole.push(sink.0);
+                rest = &rest[n..];
+            }
+            Ok(None) => break,
+            Err(e) => {
+                whole_err = Some(e);
+                break;
+            }
+        }
+    }
+    let mut split = Split(s);
+    let mut d: Box<StreamDecoder<4096>> = Box::new(StreamDecoder::new(4096));
+    let mut streamed: Vec<Vec<u8>> = vec![];
+    let mut stream_err = None;
+    let mut pos = 0;
+    'outer: while pos < data.len() {
+        let end = (pos + split.next(64)).min(data.len());
+        let mut chunk = &data[pos..end];
+        pos = end;
+        while !chunk.is_empty() {
+            let (n, res) = d.feed(chunk);
+            chunk = &chunk[n..];
+            match res {
+                Ok(Some(p)) => {
+                    let mut sink = VecSink::default();
+                    p.encode(&mut sink).expect("re-encode");
+                    streamed.push(sink.0);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    stream_err = Some(e);
+                    break 'outer;
+                }
+            }
+        }
+    }
+    assert_eq!(whole, streamed, "split points change the packets");
+    assert_eq!(whole_err, stream_err, "split points change the error");
+}
+
+#[derive(Clone, Default)]
+struct Req {
+    topic: Vec<u8>,
+    payload: Vec<u8>,
+    filters: Vec<(Vec<u8>, u8)>,
+}
+impl Request for Req {
+    fn topic(&self) -> &[u8] {
+        &self.topic
+    }
+    fn payload(&self) -> &[u8] {
+        &self.payload
+    }
+    fn filter_count(&self) -> usize {
+        self.filters.len()
+    }
+    fn filter(&self, i: usize) -> Option<(&[u8], u8)> {
+        self.filters.get(i).map(|(f, q)| (f.as_slice(), *q))
+    }
+}
+
+struct Q<T>(VecDeque<T>);
+impl<T> Queue<T> for Q<T> {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn get(&self, i: usize) -> Option<&T> {
+        self.0.get(i)
+    }
+    fn get_mut(&mut self, i: usize) -> Option<&mut T> {
+        self.0.get_mut(i)
+    }
+    fn push_back(&mut self, v: T) -> Result<(), T> {
+        if self.0.len() >= 64 {
+            return Err(v);
+        }
+        self.0.push_back(v);
+        Ok(())
+    }
+    fn remove(&mut self, i: usize) -> Option<T> {
+        self.0.remove(i)
+    }
+}
+
+struct In {
+    begun: usize,
+}
+impl Inbox for In {
+    type Msg = Vec<u8>;
+    fn begin(&mut self, topic: &str, len: usize) -> Option<Vec<u8>> {
+        assert!(codec::validate_topic_name(topic.as_bytes()).is_ok());
+        self.begun += 1;
+        if len > 100_000 {
+            return None;
+        }
+        Some(vec![0; len])
+    }
+    fn payload_mut<'a>(&mut self, m: &'a mut Vec<u8>) -> &'a mut [u8] {
+        m
+    }
+}
+
+/// Engine: connected (CONNACK), with a subscribe and QoS 0/1/2 publishes pending, fed
+/// `data` split arbitrarily; after a protocol error it reconnects and goes on with the
+/// rest. Checks that nothing panics and that the basic invariants hold.
+pub fn engine(data: &[u8]) {
+    let (s, data) = seed(data);
+    let mut split = Split(s);
+    let cfg = Config { max_inflight: 4, max_buffered: 8, max_incoming_packet: 8192, ..Config::default() };
+    let mut e: Engine<Req, Q<Entry<Req>>, Vec<u8>> = Engine::new(cfg, Q(VecDeque::new()));
+    let mut inbox = In { begun: 0 };
+    let params = ConnectParams {
+        client_id: "fuzz",
+        clean_session: false,
+        keep_alive_s: 5,
+        username: Some("u"),
+        password: Some(b"p"),
+        will: None,
+    };
+    let mut now = 0u64;
+    e.connect(now).expect("connect");
+    let sub = Req { filters: vec![(b"a/#".to_vec(), 2), (b"+/b".to_vec(), 1)], ..Req::default() };
+    e.subscribe(now, sub).expect("subscribe");
+    for q in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce, QoS::ExactlyOnce] {
+        let r = Req { topic: b"t/x".to_vec(), payload: b"hello".to_vec(), ..Req::default() };
+        e.publish(now, r, q, false).expect("publish");
+    }
+    let mut up = false;
+    let mut pos = 0;
+    let mut rounds = 0;
+    while pos < data.len() && rounds < 100_000 {
+        rounds += 1;
+        // transport management
+        loop {
+            match e.poll_action(now) {
+                Action::OpenTransport => {
+                    let mut sink = VecSink::default();
+                    e.handle_transport_up(now, &params, &mut sink);
+                    up = true;
+                    let used = e.handle_bytes(now, &[0x20, 2, 1, 0], &mut inbox);
+                    assert_eq!(used, 4);
+                }
+                Action::CloseTransport => up = false,
+                Action::Idle => break,
+            }
+        }
+        if !up {
+            // wait for the retry
+            if let Some(t) = e.poll_timeout() {
+                now = now.max(t);
+            }
+            e.handle_timeout(now);
+            continue;
+        }
+        let end = (pos + split.next(32)).min(data.len());
+        let used = e.handle_bytes(now, &data[pos..end], &mut inbox);
+        assert!(used <= end - pos);
+        pos += used;
+        let mut n_events = 0;
+        while let Some(ev) = e.poll_event() {
+            n_events += 1;
+            match ev {
+                Event::Connect { rc, .. } => assert!(rc == -1 || rc == 0 || (1..=5).contains(&rc)),
+                Event::Published { mid, .. } | Event::Unsubscribed { mid } => assert!(mid > 0),
+                Event::Subscribed { mid, granted } => assert!(mid > 0 && granted.len() == 2),
+                Event::Message { .. } => {}
+            }
+        }
+        let mut sink = VecSink::default();
+        let mut packets = 0;
+        while e.poll_transmit(now, &mut sink) {
+            packets += 1;
+            assert!(packets < 10_000);
+        }
+        // everything the engine writes is a valid packet
+        let mut rest = &sink.0[..];
+        while !rest.is_empty() {
+            let (_, n) = codec::decode(rest, usize::MAX).expect("engine output decodes").expect("whole packets");
+            rest = &rest[n..];
+        }
+        if used == 0 && n_events == 0 && packets == 0 && end > pos {
+            // nothing can progress: only a dropped connection explains that
+            assert!(!e.is_connected() || pos >= data.len(), "engine stalled");
+        }
+        now += split.next(3000) as u64;
+        e.handle_timeout(now);
+        assert!(e.is_active());
+    }
+}

@@ -1,0 +1,861 @@
+//! WebSocket (RFC 6455) client codec for MQTT over WebSocket: sans-IO, no allocation.
+//!
+//! - Opening handshake: [`encode_upgrade`] writes the HTTP/1.1 upgrade request (subprotocol
+//!   `mqtt`); [`UpgradeParser`] checks the server's response, fed in pieces of any size.
+//! - Sending: [`encode_binary`] (one masked binary frame), [`encode_pong`], [`encode_close`],
+//!   or [`WsSink`], a [`Sink`] adapter that turns every packet the MQTT core writes into one
+//!   masked binary frame.
+//! - Receiving: [`FrameDecoder`] yields the binary payload as [`WsChunk::Data`] slices of the
+//!   input (no copy, no buffering), however frames split MQTT packets and however the input
+//!   is split, plus pings (to answer with a pong), pongs and close.
+//!
+//! Binding loop, after the handshake (`UpgradeParser::feed` returned `Some(n)`: the bytes
+//! after `n` are already frame data):
+//!
+//! ```ignore
+//! let mut pos = 0;
+//! while pos < buf.len() {
+//!     let (n, chunk) = dec.feed(&buf[pos..])?; // WsError: drop the connection
+//!     pos += n;
+//!     match chunk {
+//!         None => {}
+//!         Some(WsChunk::Data(d)) => {
+//!             let k = engine.handle_bytes(now, d, inbox);
+//!             if k < d.len() { // engine queues full: keep the rest for later
+//!                 let r = d.len() - k;
+//!                 dec.unconsume(r);
+//!                 pos -= r;
+//!                 break;
+//!             }
+//!         }
+//!         Some(WsChunk::Ping(p)) => { encode_pong(sink, p, next_mask()); }
+//!         Some(WsChunk::Pong) => {}
+//!         Some(WsChunk::Close(code)) => { encode_close(sink, code, next_mask()); /* close */ }
+//!     }
+//! }
+//! ```
+//!
+//! and for sending, wrap the send buffer: `engine.poll_transmit(now, &mut WsSink::new(buf,
+//! next_mask))`.
+//!
+//! Choices:
+//! - Text frames (opcode 1) are refused with [`WsError::BadOpcode`]: MQTT is binary only
+//!   (MQTT 3.1.1 section 6).
+//! - A response without `Sec-WebSocket-Protocol` is accepted (the server then did not
+//!   confirm the subprotocol; mosquitto does send `mqtt`); one naming anything else than
+//!   `mqtt` is refused. A non-empty `Sec-WebSocket-Extensions` is refused
+//!   ([`WsError::BadUpgrade`]): we offer no extension.
+//! - Masks: client frames must be masked with a fresh key per frame; the caller supplies
+//!   the keys (RFC 6455 asks for an unpredictable source; a seeded PRNG is enough against
+//!   the proxy-cache attacks masking exists for when the application data is not attacker
+//!   controlled).
+//!
+//! Nothing here panics on any input; errors are [`WsError`] values, and a sink refusing
+//! bytes is `false`.
+
+use super::codec::Sink;
+
+/// Frame opcodes.
+pub const OP_CONTINUATION: u8 = 0x0;
+pub const OP_TEXT: u8 = 0x1;
+pub const OP_BINARY: u8 = 0x2;
+pub const OP_CLOSE: u8 = 0x8;
+pub const OP_PING: u8 = 0x9;
+pub const OP_PONG: u8 = 0xA;
+
+/// Close code reported when a close frame carries no code (never sent on the wire).
+pub const CLOSE_NO_STATUS: u16 = 1005;
+/// Largest upgrade response (status line, headers and the blank line).
+pub const MAX_UPGRADE_RESPONSE: usize = 4096;
+/// Longest header line of the response that the parser inspects (`Upgrade`,
+/// `Connection`, `Sec-WebSocket-*`); longer lines of other headers are skipped.
+pub const MAX_HEADER_LINE: usize = 128;
+/// Largest control frame payload.
+pub const MAX_CONTROL_PAYLOAD: usize = 125;
+
+const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// A handshake or framing error.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum WsError {
+    /// The upgrade response status is not 101.
+    BadStatus(u16),
+    /// `Sec-WebSocket-Accept` missing or wrong.
+    BadAccept,
+    /// `Upgrade: websocket` or the `Connection: upgrade` token missing, or an extension
+    /// we did not offer.
+    BadUpgrade,
+    /// `Sec-WebSocket-Protocol` other than `mqtt`.
+    BadProtocol,
+    /// Upgrade response larger than [`MAX_UPGRADE_RESPONSE`], or an inspected header line
+    /// longer than [`MAX_HEADER_LINE`].
+    HeaderTooLarge,
+    /// Not a well-formed HTTP response or frame.
+    Malformed,
+    /// Frame payload longer than the decoder's limit.
+    FrameTooLarge,
+    /// RSV1..3 set (no extension was negotiated).
+    ReservedBits,
+    /// Text frame or unknown opcode.
+    BadOpcode,
+    /// Control frame payload longer than 125 bytes.
+    ControlTooLong,
+    /// Control frame without FIN.
+    FragmentedControl,
+    /// Continuation frame without a started message.
+    UnexpectedContinuation,
+    /// New data frame while a fragmented message is unfinished.
+    ExpectedContinuation,
+    /// The server sent a masked frame.
+    MaskedFromServer,
+    /// The server closed the connection (close code, or 1005 if none).
+    Closed(u16),
+}
+
+impl WsError {
+    /// A short English description.
+    pub fn text(&self) -> &'static str {
+        match self {
+            WsError::BadStatus(_) => "WebSocket upgrade refused (HTTP status is not 101)",
+            WsError::BadAccept => "WebSocket upgrade: wrong or missing Sec-WebSocket-Accept",
+            WsError::BadUpgrade => "WebSocket upgrade: missing Upgrade/Connection header or unexpected extension",
+            WsError::BadProtocol => "WebSocket upgrade: server chose a subprotocol other than mqtt",
+            WsError::HeaderTooLarge => "WebSocket upgrade response too large",
+            WsError::Malformed => "malformed WebSocket upgrade response or frame",
+            WsError::FrameTooLarge => "WebSocket frame too large",
+            WsError::ReservedBits => "WebSocket frame with reserved bits set",
+            WsError::BadOpcode => "WebSocket text frame or unknown opcode",
+            WsError::ControlTooLong => "WebSocket control frame longer than 125 bytes",
+            WsError::FragmentedControl => "fragmented WebSocket control frame",
+            WsError::UnexpectedContinuation => "WebSocket continuation frame without a message",
+            WsError::ExpectedContinuation => "WebSocket data frame inside a fragmented message",
+            WsError::MaskedFromServer => "masked WebSocket frame from the server",
+            WsError::Closed(_) => "WebSocket closed by the server",
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// SHA-1 and base64
+
+/// SHA-1 (FIPS 180-4), incremental. Only for the handshake's accept key.
+#[derive(Clone)]
+pub struct Sha1 {
+    h: [u32; 5],
+    block: [u8; 64],
+    used: usize,
+    len: u64,
+}
+
+impl Default for Sha1 {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Sha1 {
+    pub fn new() -> Self {
+        Sha1 {
+            h: [0x6745_2301, 0xEFCD_AB89, 0x98BA_DCFE, 0x1032_5476, 0xC3D2_E1F0],
+            block: [0; 64],
+            used: 0,
+            len: 0,
+        }
+    }
+
+    pub fn update(&mut self, data: &[u8]) {
+        self.len = self.len.wrapping_add(data.len() as u64);
+        for &b in data {
+            if let Some(slot) = self.block.get_mut(self.used) {
+                *slot = b;
+            }
+            self.used += 1;
+            if self.used == 64 {
+                self.compress();
+                self.used = 0;
+            }
+        }
+    }
+
+    pub fn finish(mut self) -> [u8; 20] {
+        let bits = self.len.wrapping_mul(8);
+        self.update(&[0x80]);
+        while self.used != 56 {
+            self.update(&[0]);
+        }
+        self.update(&bits.to_be_bytes());
+        let mut out = [0u8; 20];
+        for (o, h) in out.chunks_exact_mut(4).zip(self.h.iter()) {
+            o.copy_from_slice(&h.to_be_bytes());
+        }
+        out
+    }
+
+    fn compress(&mut self) {
+        let mut w = [0u32; 80];
+        for (wi, c) in w.iter_mut().zip(self.block.chunks_exact(4)) {
+            *wi = u32::from_be_bytes([c[0], c[1], c[2], c[3]]);
+        }
+        for i in 16..80 {
+            w[i] = (w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16]).rotate_left(1);
+        }
+        let [mut a, mut b, mut c, mut d, mut e] = self.h;
+        for (i, wi) in w.iter().enumerate() {
+            let (f, k) = match i / 20 {
+                0 => ((b & c) | (!b & d), 0x5A82_7999),
+                1 => (b ^ c ^ d, 0x6ED9_EBA1),
+                2 => ((b & c) | (b & d) | (c & d), 0x8F1B_BCDC),
+                _ => (b ^ c ^ d, 0xCA62_C1D6),
+            };
+            let t = a
+                .rotate_left(5)
+                .wrapping_add(f)
+                .wrapping_add(e)
+                .wrapping_add(k)
+                .wrapping_add(*wi);
+            e = d;
+            d = c;
+            c = b.rotate_left(30);
+            b = a;
+            a = t;
+        }
+        for (h, v) in self.h.iter_mut().zip([a, b, c, d, e]) {
+            *h = h.wrapping_add(v);
+        }
+    }
+}
+
+/// SHA-1 of `data`.
+pub fn sha1(data: &[u8]) -> [u8; 20] {
+    let mut s = Sha1::new();
+    s.update(data);
+    s.finish()
+}
+
+/// Standard base64 (RFC 4648, with padding) of `input` into `out`; returns the length
+/// written, or None if `out` is too small.
+pub fn base64_encode(input: &[u8], out: &mut [u8]) -> Option<usize> {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let n = input.len().div_ceil(3).checked_mul(4)?;
+    let out = out.get_mut(..n)?;
+    for (src, dst) in input.chunks(3).zip(out.chunks_exact_mut(4)) {
+        let b = [
+            src.first().copied().unwrap_or(0),
+            src.get(1).copied().unwrap_or(0),
+            src.get(2).copied().unwrap_or(0),
+        ];
+        let v = u32::from_be_bytes([0, b[0], b[1], b[2]]);
+        for (j, d) in dst.iter_mut().enumerate() {
+            *d = if j <= src.len() {
+                ALPHABET[((v >> (18 - 6 * j)) & 63) as usize]
+            } else {
+                b'='
+            };
+        }
+    }
+    Some(n)
+}
+
+/// `Sec-WebSocket-Key` value for a 16-byte nonce.
+pub fn key_base64(key: &[u8; 16]) -> [u8; 24] {
+    let mut out = [0u8; 24];
+    let _ = base64_encode(key, &mut out);
+    out
+}
+
+/// Expected `Sec-WebSocket-Accept` value for a 16-byte nonce:
+/// base64(SHA-1(base64(key) + GUID)).
+pub fn accept_key(key: &[u8; 16]) -> [u8; 28] {
+    let mut s = Sha1::new();
+    s.update(&key_base64(key));
+    s.update(GUID);
+    let mut out = [0u8; 28];
+    let _ = base64_encode(&s.finish(), &mut out);
+    out
+}
+
+// ---------------------------------------------------------------------------------------
+// Opening handshake
+
+fn bad_text(s: &[u8]) -> bool {
+    s.iter().any(|&c| c <= b' ' || c == 0x7f)
+}
+
+/// Writes the HTTP/1.1 upgrade request. The `Host` header has `:port` unless
+/// `default_port` (the URL gave no port or the scheme's default); an IPv6 literal `host`
+/// (given without brackets, as [`super::url`] returns it) is bracketed. An empty `path`
+/// is sent as `/`. `key` is a fresh random nonce; check the response with
+/// [`UpgradeParser::new`]`(key)`. Returns false if the sink refuses the bytes, or if
+/// `host` is empty or `host`/`path` contain spaces or control characters (nothing is
+/// written then).
+pub fn encode_upgrade<S: Sink + ?Sized>(
+    sink: &mut S,
+    host: &str,
+    port: u16,
+    default_port: bool,
+    path: &str,
+    key: &[u8; 16],
+) -> bool {
+    let (host, path) = (host.as_bytes(), path.as_bytes());
+    if host.is_empty() || bad_text(host) || bad_text(path) {
+        return false;
+    }
+    let v6 = host.contains(&b':') && host.first() != Some(&b'[');
+    let path: &[u8] = if path.is_empty() { b"/" } else { path };
+    let mut port_buf = [0u8; 6];
+    let mut port_len = 0;
+    if !default_port {
+        let mut digits = [0u8; 5];
+        let mut n = 0;
+        let mut p = port;
+        loop {
+            digits[n] = b'0' + (p % 10) as u8;
+            n += 1;
+            p /= 10;
+            if p == 0 || n == digits.len() {
+                break;
+            }
+        }
+        port_buf[0] = b':';
+        for (dst, src) in port_buf[1..].iter_mut().zip(digits[..n].iter().rev()) {
+            *dst = *src;
+        }
+        port_len = n + 1;
+    }
+    let key = key_base64(key);
+    let parts: [&[u8]; 10] = [
+        b"GET ",
+        path,
+        b" HTTP/1.1\r\nHost: ",
+        if v6 { b"[" } else { b"" },
+        host,
+        if v6 { b"]" } else { b"" },
+        port_buf.get(..port_len).unwrap_or(b""),
+        b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ",
+        &key,
+        b"\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n",
+    ];
+    let total = parts.iter().fold(0usize, |t, p| t.saturating_add(p.len()));
+    sink.reserve(total) && parts.iter().all(|p| p.is_empty() || sink.put(p))
+}
+
+/// Incremental checker of the server's upgrade response.
+///
+/// Keeps one header line (up to [`MAX_HEADER_LINE`] bytes) and a few flags, never the
+/// whole response. Accepts CRLF or bare LF line ends; refuses obsolete line folding.
+#[derive(Clone)]
+pub struct UpgradeParser {
+    accept: [u8; 28],
+    line: [u8; MAX_HEADER_LINE],
+    line_len: usize,
+    line_over: bool,
+    total: usize,
+    status_seen: bool,
+    got_upgrade: bool,
+    got_connection: bool,
+    got_accept: bool,
+    result: Option<Result<(), WsError>>,
+}
+
+fn trim_ows(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+impl UpgradeParser {
+    /// A parser expecting the accept key of `key` (the nonce given to [`encode_upgrade`]).
+    pub fn new(key: &[u8; 16]) -> Self {
+        UpgradeParser {
+            accept: accept_key(key),
+            line: [0; MAX_HEADER_LINE],
+            line_len: 0,
+            line_over: false,
+            total: 0,
+            status_seen: false,
+            got_upgrade: false,
+            got_connection: false,
+            got_accept: false,
+            result: None,
+        }
+    }
+
+    /// Feeds received bytes. `Ok(None)`: all of `data` consumed, response incomplete.
+    /// `Ok(Some(n))`: the response is complete and valid after `n` bytes of `data`; the
+    /// rest of `data` is the start of the frame stream (later calls return `Ok(Some(0))`).
+    /// An error is final (later calls return it again).
+    pub fn feed(&mut self, data: &[u8]) -> Result<Option<usize>, WsError> {
+        match self.result {
+            Some(Ok(())) => return Ok(Some(0)),
+            Some(Err(e)) => return Err(e),
+            None => {}
+        }
+        for (i, &b) in data.iter().enumerate() {
+            self.total += 1;
+            let step = if self.total > MAX_UPGRADE_RESPONSE {
+                Err(WsError::HeaderTooLarge)
+            } else if b == b'\n' {
+                self.end_line()
+            } else {
+                match self.line.get_mut(self.line_len) {
+                    Some(slot) => {
+                        *slot = b;
+                        self.line_len += 1;
+                    }
+                    None => self.line_over = true,
+                }
+                Ok(false)
+            };
+            match step {
+                Ok(false) => {}
+                Ok(true) => {
+                    self.result = Some(Ok(()));
+                    return Ok(Some(i + 1));
+                }
+                Err(e) => {
+                    self.result = Some(Err(e));
+                    return Err(e);
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Handles a complete line; Ok(true) when the response is complete.
+    fn end_line(&mut self) -> Result<bool, WsError> {
+        let len = self.line_len;
+        let over = self.line_over;
+        self.line_len = 0;
+        self.line_over = false;
+        let mut line = self.line.get(..len).unwrap_or(&[]);
+        if !over {
+            if let [rest @ .., b'\r'] = line {
+                line = rest;
+            }
+        }
+        if !self.status_seen {
+            self.status_seen = true;
+            return Self::status(line).map(|_| false);
+        }
+        if line.is_empty() && !over {
+            return if !self.got_upgrade || !self.got_connection {
+                Err(WsError::BadUpgrade)
+            } else if !self.got_accept {
+                Err(WsError::BadAccept)
+            } else {
+                Ok(true)
+            };
+        }
+        if matches!(line.first(), Some(b' ' | b'\t')) {
+            return Err(WsError::Malformed);
+        }
+        let Some(colon) = line.iter().position(|&c| c == b':') else {
+            // A name longer than the line buffer: not one we inspect.
+            return if over { Ok(false) } else { Err(WsError::Malformed) };
+        };
+        let name = line.get(..colon).unwrap_or(&[]);
+        let value = trim_ows(line.get(colon + 1..).unwrap_or(&[]));
+        let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
+        let inspected = [
+            "upgrade",
+            "connection",
+            "sec-websocket-accept",
+            "sec-websocket-protocol",
+            "sec-websocket-extensions",
+        ];
+        if !inspected.iter().any(|n| is(n)) {
+            return Ok(false);
+        }
+        if over {
+            return Err(WsError::HeaderTooLarge);
+        }
+        if is("upgrade") {
+            if !value.eq_ignore_ascii_case(b"websocket") {
+                return Err(WsError::BadUpgrade);
+            }
+            self.got_upgrade = true;
+        } else if is("connection") {
+            if value
+                .split(|&c| c == b',')
+                .any(|t| trim_ows(t).eq_ignore_ascii_case(b"upgrade"))
+            {
+                self.got_connection = true;
+            }
+        } else if is("sec-websocket-accept") {
+            if value != self.accept {
+                return Err(WsError::BadAccept);
+            }
+            self.got_accept = true;
+        } else if is("sec-websocket-protocol") {
+            if value != b"mqtt" {
+                return Err(WsError::BadProtocol);
+            }
+        } else if !value.is_empty() {
+            // sec-websocket-extensions
+            return Err(WsError::BadUpgrade);
+        }
+        Ok(false)
+    }
+
+    /// Checks `HTTP/1.x SP 3DIGIT [SP reason]`.
+    fn status(line: &[u8]) -> Result<(), WsError> {
+        let Some(rest) = line.strip_prefix(b"HTTP/1.") else {
+            return Err(WsError::Malformed);
+        };
+        let code = match rest {
+            [_, b' ', d @ (b'0'..=b'9'), e @ (b'0'..=b'9'), f @ (b'0'..=b'9'), tail @ ..]
+                if matches!(tail.first(), None | Some(b' ')) =>
+            {
+                [*d, *e, *f].iter().fold(0u16, |v, c| v * 10 + u16::from(c - b'0'))
+            }
+            _ => return Err(WsError::Malformed),
+        };
+        if code == 101 {
+            Ok(())
+        } else {
+            Err(WsError::BadStatus(code))
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Sending
+
+/// XORs `buf` with `mask`, `offset` being the position of `buf[0]` in the frame payload.
+pub fn apply_mask(buf: &mut [u8], mask: [u8; 4], offset: usize) {
+    for (i, b) in buf.iter_mut().enumerate() {
+        *b ^= mask[offset.wrapping_add(i) & 3];
+    }
+}
+
+/// Puts `data` masked (without modifying it), `offset` as in [`apply_mask`].
+fn put_masked<S: Sink + ?Sized>(sink: &mut S, data: &[u8], mask: [u8; 4], mut offset: usize) -> bool {
+    let mut tmp = [0u8; 64];
+    for chunk in data.chunks(tmp.len()) {
+        let Some(t) = tmp.get_mut(..chunk.len()) else {
+            return false;
+        };
+        t.copy_from_slice(chunk);
+        apply_mask(t, mask, offset);
+        if !sink.put(t) {
+            return false;
+        }
+        offset = offset.wrapping_add(chunk.len());
+    }
+    true
+}
+
+/// Reserves a whole masked frame (header and `payload_len` bytes) and writes its header,
+/// mask key included; the caller then puts exactly `payload_len` bytes masked with
+/// `mask` (see [`apply_mask`]). False if the sink refuses (nothing written if `reserve`
+/// refused) or `opcode` > 15.
+pub fn encode_frame_header<S: Sink + ?Sized>(
+    sink: &mut S,
+    opcode: u8,
+    fin: bool,
+    payload_len: usize,
+    mask: [u8; 4],
+) -> bool {
+    if opcode > 0x0f {
+        return false;
+    }
+    let mut h = [0u8; 14];
+    h[0] = if fin { 0x80 } else { 0 } | opcode;
+    let n = if payload_len < 126 {
+        h[1] = 0x80 | payload_len as u8;
+        2
+    } else if let Ok(l) = u16::try_from(payload_len) {
+        h[1] = 0x80 | 126;
+        h[2..4].copy_from_slice(&l.to_be_bytes());
+        4
+    } else {
+        h[1] = 0x80 | 127;
+        h[2..10].copy_from_slice(&(payload_len as u64).to_be_bytes());
+        10
+    };
+    h[n..n + 4].copy_from_slice(&mask);
+    let Some(total) = payload_len.checked_add(n + 4) else {
+        return false;
+    };
+    sink.reserve(total) && sink.put(&h[..n + 4])
+}
+
+fn encode_whole<S: Sink + ?Sized>(sink: &mut S, opcode: u8, payload: &[u8], mask: [u8; 4]) -> bool {
+    encode_frame_header(sink, opcode, true, payload.len(), mask) && put_masked(sink, payload, mask, 0)
+}
+
+/// Writes one final binary frame carrying `payload` (MQTT bytes), masked with `mask`.
+pub fn encode_binary<S: Sink + ?Sized>(sink: &mut S, payload: &[u8], mask: [u8; 4]) -> bool {
+    encode_whole(sink, OP_BINARY, payload, mask)
+}
+
+/// Writes a pong echoing a ping's payload; false if `payload` is longer than 125 bytes.
+pub fn encode_pong<S: Sink + ?Sized>(sink: &mut S, payload: &[u8], mask: [u8; 4]) -> bool {
+    payload.len() <= MAX_CONTROL_PAYLOAD && encode_whole(sink, OP_PONG, payload, mask)
+}
+
+/// Writes a close frame with `code` (1000 = normal); [`CLOSE_NO_STATUS`] (1005) sends a
+/// close frame without a code (1005 must not appear on the wire), as does echoing a
+/// [`WsChunk::Close`] that had none.
+pub fn encode_close<S: Sink + ?Sized>(sink: &mut S, code: u16, mask: [u8; 4]) -> bool {
+    let c = code.to_be_bytes();
+    encode_whole(sink, OP_CLOSE, if code == CLOSE_NO_STATUS { &[] } else { &c }, mask)
+}
+
+/// A [`Sink`] adapter for the MQTT core: every packet (one `reserve` and the `put`s that
+/// follow it) becomes one final binary frame, masked with a key from `next_mask`. Bytes
+/// put without a `reserve` form a frame of their own.
+pub struct WsSink<'s, S: Sink + ?Sized, M: FnMut() -> [u8; 4]> {
+    inner: &'s mut S,
+    next_mask: M,
+    mask: [u8; 4],
+    left: usize,
+    offset: usize,
+}
+
+impl<'s, S: Sink + ?Sized, M: FnMut() -> [u8; 4]> WsSink<'s, S, M> {
+    pub fn new(inner: &'s mut S, next_mask: M) -> Self {
+        WsSink {
+            inner,
+            next_mask,
+            mask: [0; 4],
+            left: 0,
+            offset: 0,
+        }
+    }
+}
+
+impl<S: Sink + ?Sized, M: FnMut() -> [u8; 4]> Sink for WsSink<'_, S, M> {
+    fn reserve(&mut self, len: usize) -> bool {
+        if self.left != 0 {
+            return false; // previous packet unfinished
+        }
+        let mask = (self.next_mask)();
+        if !encode_frame_header(self.inner, OP_BINARY, true, len, mask) {
+            return false;
+        }
+        self.mask = mask;
+        self.left = len;
+        self.offset = 0;
+        true
+    }
+
+    fn put(&mut self, bytes: &[u8]) -> bool {
+        if self.left == 0 {
+            return bytes.is_empty() || encode_binary(self.inner, bytes, (self.next_mask)());
+        }
+        if bytes.len() > self.left || !put_masked(self.inner, bytes, self.mask, self.offset) {
+            return false;
+        }
+        self.left -= bytes.len();
+        self.offset += bytes.len();
+        true
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Receiving
+
+/// What [`FrameDecoder::feed`] yields.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum WsChunk<'a> {
+    /// Binary message payload: MQTT bytes for the MQTT decoder, in order.
+    Data(&'a [u8]),
+    /// A ping: answer with [`encode_pong`] carrying these bytes.
+    Ping(&'a [u8]),
+    /// A pong (to our ping, if any); nothing to do.
+    Pong,
+    /// The server closes, with this code (1005 if none): answer with [`encode_close`] and
+    /// close the transport. Later calls to `feed` return [`WsError::Closed`].
+    Close(u16),
+}
+
+/// Streaming decoder of server frames, fixed size (under 200 bytes), payloads not
+/// buffered except control frames (at most 125 bytes).
+#[derive(Clone)]
+pub struct FrameDecoder {
+    max_payload: u64,
+    hdr: [u8; 10],
+    hdr_have: usize,
+    hdr_need: usize,
+    in_payload: bool,
+    opcode: u8,
+    left: u64,
+    in_message: bool,
+    ctrl: [u8; MAX_CONTROL_PAYLOAD],
+    ctrl_len: usize,
+    /// Length of the last `Data` chunk still eligible for [`FrameDecoder::unconsume`].
+    last_data: usize,
+    failed: Option<WsError>,
+}
+
+impl FrameDecoder {
+    /// A decoder refusing frames whose payload is longer than `max_payload` bytes
+    /// ([`WsError::FrameTooLarge`]); `u64::MAX` for no limit (payloads are streamed, so
+    /// the limit is a policy, not a memory need).
+    pub fn new(max_payload: u64) -> Self {
+        FrameDecoder {
+            max_payload,
+            hdr: [0; 10],
+            hdr_have: 0,
+            hdr_need: 2,
+            in_payload: false,
+            opcode: 0,
+            left: 0,
+            in_message: false,
+            ctrl: [0; MAX_CONTROL_PAYLOAD],
+            ctrl_len: 0,
+            last_data: 0,
+            failed: None,
+        }
+    }
+
+    /// Feeds received bytes; returns how many were consumed and at most one chunk.
+    /// `(n, None)` means all of `data` was consumed (`n == data.len()`); with a chunk,
+    /// call again with `data[n..]` (n ≥ 1 whenever `data` is not empty). An error is
+    /// final: later calls return it again.
+    pub fn feed<'a>(&'a mut self, data: &'a [u8]) -> Result<(usize, Option<WsChunk<'a>>), WsError> {
+        if let Some(e) = self.failed {
+            return Err(e);
+        }
+        self.last_data = 0;
+        let mut pos = 0;
+        loop {
+            if !self.in_payload {
+                while self.hdr_have < self.hdr_need {
+                    let Some(&b) = data.get(pos) else {
+                        return Ok((pos, None));
+                    };
+                    pos += 1;
+                    if let Some(slot) = self.hdr.get_mut(self.hdr_have) {
+                        *slot = b;
+                    }
+                    self.hdr_have += 1;
+                    if self.hdr_have == 2 {
+                        self.hdr_need = self.check_start().map_err(|e| self.fail(e))?;
+                    }
+                }
+                self.start_payload().map_err(|e| self.fail(e))?;
+            }
+            let avail = data.len() - pos;
+            let take = usize::try_from(self.left).map_or(avail, |l| l.min(avail));
+            let Some(chunk) = data.get(pos..pos + take) else {
+                return Err(self.fail(WsError::Malformed));
+            };
+            pos += take;
+            self.left -= take as u64;
+            if self.opcode & 0x8 == 0 {
+                if self.left == 0 {
+                    self.in_payload = false;
+                }
+                if !chunk.is_empty() {
+                    self.last_data = chunk.len();
+                    return Ok((pos, Some(WsChunk::Data(chunk))));
+                }
+                if avail == 0 {
+                    return Ok((pos, None));
+                }
+                continue;
+            }
+            // control frame: collect the payload (at most 125 bytes, checked in the header)
+            let end = self.ctrl_len + take;
+            if let Some(dst) = self.ctrl.get_mut(self.ctrl_len..end) {
+                dst.copy_from_slice(chunk);
+            }
+            self.ctrl_len = end;
+            if self.left > 0 {
+                return Ok((pos, None));
+            }
+            self.in_payload = false;
+            let chunk = match (self.opcode, self.ctrl_len) {
+                (OP_PING, n) => WsChunk::Ping(self.ctrl.get(..n).unwrap_or(&[])),
+                (OP_PONG, _) => WsChunk::Pong,
+                (_, 0) => WsChunk::Close(CLOSE_NO_STATUS),
+                (_, 1) => return Err(self.fail(WsError::Malformed)),
+                _ => WsChunk::Close(u16::from_be_bytes([self.ctrl[0], self.ctrl[1]])),
+            };
+            if let WsChunk::Close(code) = chunk {
+                self.failed = Some(WsError::Closed(code));
+            }
+            return Ok((pos, Some(chunk)));
+        }
+    }
+
+    /// Gives back the last `n` bytes of the `Data` chunk just returned (the MQTT core
+    /// took only part of it): the caller's position moves back by `n` (a `Data` chunk
+    /// always ends at the consumed position) and the next `feed`, from there, yields
+    /// them again. False (nothing done) if the last call did not return a `Data` chunk
+    /// of at least `n` bytes (counting bytes already given back).
+    pub fn unconsume(&mut self, n: usize) -> bool {
+        if n > self.last_data {
+            return false;
+        }
+        if n == 0 {
+            return true;
+        }
+        self.last_data -= n;
+        self.left += n as u64;
+        self.in_payload = true;
+        true
+    }
+
+    fn fail(&mut self, e: WsError) -> WsError {
+        self.failed = Some(e);
+        e
+    }
+
+    /// Checks the first two header bytes; returns the header length.
+    fn check_start(&mut self) -> Result<usize, WsError> {
+        let (b0, b1) = (self.hdr[0], self.hdr[1]);
+        let (fin, opcode, len7) = (b0 & 0x80 != 0, b0 & 0x0f, b1 & 0x7f);
+        if b0 & 0x70 != 0 {
+            return Err(WsError::ReservedBits);
+        }
+        match opcode {
+            OP_CONTINUATION if !self.in_message => return Err(WsError::UnexpectedContinuation),
+            OP_BINARY if self.in_message => return Err(WsError::ExpectedContinuation),
+            OP_CONTINUATION | OP_BINARY => self.in_message = !fin,
+            OP_CLOSE | OP_PING | OP_PONG if !fin => return Err(WsError::FragmentedControl),
+            OP_CLOSE | OP_PING | OP_PONG if usize::from(len7) > MAX_CONTROL_PAYLOAD => {
+                return Err(WsError::ControlTooLong)
+            }
+            OP_CLOSE | OP_PING | OP_PONG => {}
+            _ => return Err(WsError::BadOpcode),
+        }
+        if b1 & 0x80 != 0 {
+            return Err(WsError::MaskedFromServer);
+        }
+        self.opcode = opcode;
+        Ok(match len7 {
+            126 => 4,
+            127 => 10,
+            _ => 2,
+        })
+    }
+
+    /// The header is complete: set up the payload.
+    fn start_payload(&mut self) -> Result<(), WsError> {
+        let h = self.hdr;
+        let len = match self.hdr_need {
+            4 => u64::from(u16::from_be_bytes([h[2], h[3]])),
+            10 => u64::from_be_bytes([h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9]]),
+            _ => u64::from(h[1] & 0x7f),
+        };
+        if len >> 63 != 0 {
+            return Err(WsError::Malformed);
+        }
+        if len > self.max_payload {
+            return Err(WsError::FrameTooLarge);
+        }
+        self.hdr_have = 0;
+        self.hdr_need = 2;
+        self.in_payload = true;
+        self.left = len;
+        self.ctrl_len = 0;
+        Ok(())
+    }
+}
