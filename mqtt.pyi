@@ -1,0 +1,206 @@
+"""The ``mqtt`` module of the DL-7450 firmware: an event-driven MQTT 3.1.1 client.
+
+Type stub for IDEs; the module itself is built into the firmware. The full
+reference is in docs/mqtt.rst, docs/mqtt.Client.rst and docs/mqtt.MqttError.rst.
+
+Every method returns quickly: network work and callbacks happen later, on the
+Python thread through MicroPython's scheduler, never inside a call into the
+module. The firmware stays alive after the main script returns while any
+client is connected, connecting or reconnecting; it exits once the last client
+is inactive (for example after ``disconnect()``).
+
+Current limitation: only ``tcp://`` and ``mqtt://`` URLs can connect. TLS
+(``ssl``, ``mqtts``, ``wss``) and WebSocket (``ws``, ``wss``) transports are
+not implemented yet: ``connect()`` raises ``MqttError`` -13 for them.
+"""
+
+from typing import Any, Callable, Dict, Final, List, Optional, Tuple, TypedDict, Union
+
+QOS0: Final[int]
+"""QoS 0, *at most once* (fire and forget). Value 0."""
+QOS1: Final[int]
+"""QoS 1, *at least once*: acknowledged, may arrive more than once. Value 1."""
+QOS2: Final[int]
+"""QoS 2, *exactly once*: four-step handshake. Value 2."""
+
+_Buffer = Union[str, bytes, bytearray]
+_FilterQos = Tuple[str, int]
+
+class _ConnectOptions(TypedDict, total=False):
+    """The ``options`` dict of ``MqttClient.connect`` (every key optional).
+
+    A wrong type, a value out of range or an unknown key raises ``TypeError``.
+    """
+
+    keep_alive: Optional[int]
+    """Keep-alive interval in seconds, 0..65535; absent, 0 or None: no keep-alive."""
+    username: str
+    """MQTT user name."""
+    password: _Buffer
+    """Password; only together with ``username``."""
+    will_topic: str
+    """Topic of the will message (published by the broker if the connection ends without
+    ``disconnect()``); needs ``will_qos``. Empty: ``MqttError`` -17."""
+    will_qos: int
+    """QoS of the will message, 0..2."""
+    will_message: Optional[_Buffer]
+    """Payload of the will message; None or absent: empty."""
+    will_retain: bool
+    """Addition: whether the broker retains the will message (bool or 0/1; default False)."""
+    trust_store: _Buffer
+    """CA certificate(s), PEM or DER (TLS URLs only)."""
+    key_store: _Buffer
+    """Client certificate chain, PEM, may hold the private key (TLS URLs only)."""
+    private_key: _Buffer
+    """Client private key, PEM (TLS URLs only)."""
+    max_inflight: int
+    """Addition: QoS 1/2 messages on the wire awaiting acknowledgement, 1..65535 (default 20)."""
+    max_buffered: int
+    """Addition: messages waiting in the client's buffer, >= 0 (default 100; negative:
+    ``MqttError`` -19). With 0, a QoS 1/2 publish that finds the in-flight window full raises
+    ``MqttError`` -4."""
+
+# on_connect(rc, flags): flags is {"session_present": bool} (False unless rc == 0).
+_OnConnect = Callable[[int, Dict[str, bool]], Any]
+_OnMessage = Callable[[str, bytearray], Any]
+_OnPublish = Callable[[int, int], Any]
+_OnSubscribe = Callable[[int, List[int]], Any]
+_OnUnsubscribe = Callable[[int], Any]
+
+def ErrorDescription(errno: int) -> str:
+    """Human-readable description of an MQTT error code (0, -1..-19) or a CONNACK code (1..5).
+
+    Any other int gives "unknown error"; a non-int raises ``TypeError``.
+    """
+    ...
+
+def poll() -> None:
+    """Runs the client pump once (I/O, timers and due callbacks of every active client).
+
+    Addition. Only needed on ports without threads (call it from the script's own loop, or
+    let the port call the C function ``mqtt_poll()`` from its idle hook). The DL-7450
+    firmware runs the pump by itself; calling it there is harmless. Does nothing when called
+    from inside a callback.
+    """
+    ...
+
+class MqttError(Exception):
+    """An MQTT-level error.
+
+    ``errno`` is the code; ``args == (errno, ErrorDescription(errno))``.
+    Codes: 0 no error; -1 generic error / connection failed or lost; -2 persistence error;
+    -3 the client is disconnected; -4 in-flight window full; -5 invalid UTF-8 string;
+    -6 invalid None value; -7 topic contains a NUL character; -8 bad structure;
+    -9 invalid QoS; -10 no more message ids; -11 operation discarded before completion;
+    -12 no more messages can be buffered; -13 TLS is not supported by this build;
+    -14 bad protocol (scheme) in URL; -15 bad MQTT option; -16 wrong MQTT version;
+    -17 zero-length will topic; -18 connect or disconnect command ignored;
+    -19 invalid bound on buffered messages.
+    """
+
+    errno: int
+    args: Tuple[int, str]
+
+class MqttClient:
+    """An MQTT client: one connection to one broker, with a persistent session.
+
+    ``mqtt.Client`` is the same class.
+    """
+
+    def __init__(self, broker_url: str, client_id: str, /) -> None:
+        """Creates a client; no network I/O.
+
+        ``broker_url`` is ``scheme://host[:port][/path]``; schemes (case-insensitive) and
+        default ports: tcp and mqtt 1883, ssl and mqtts 8883, ws 80, wss 443 (ws/wss path
+        default ``/mqtt``). Host: a name, an IPv4 address or a bracketed IPv6 address.
+
+        Raises ``MqttError`` -14 for a missing or unknown scheme, ``ValueError`` for a
+        malformed URL (no host, port not in 1..65535, ``user@``, a path with a non-WebSocket
+        scheme), ``TypeError`` when an argument is missing or not a str, ``MqttError`` -1
+        when 32 clients exist already.
+        """
+        ...
+
+    def connect(self, on_connect: Optional[_OnConnect], options: Optional[_ConnectOptions] = ..., /) -> None:
+        """Starts connecting; returns at once.
+
+        ``on_connect(rc, flags)`` follows: rc 0 accepted (``flags["session_present"]``);
+        rc 1..5 refused by the broker (CONNACK code; permanent, no retry); rc -1 an attempt
+        failed or the connection was lost (the client retries after 1, 2, 4, 8, 16, 32 s,
+        then every 60 s); another negative rc when the connect parameters cannot be encoded
+        (no retry).
+
+        Raises ``TypeError`` for a bad option, ``MqttError`` -19 (max_buffered < 0),
+        -17 (empty will_topic), -7 (NUL in will_topic), -18 (already connected, connecting
+        or reconnecting), -13 (TLS or WebSocket URL: not implemented yet).
+        """
+        ...
+
+    def publish(self, topic: str, message: _Buffer, qos: int, retain: bool = False, /) -> int:
+        """Queues a message and returns its mid (> 0), reported later to ``on_publish``.
+
+        ``topic``: non-empty str without ``+``/``#``; ``message``: str, bytes or bytearray
+        (a bytearray is copied); ``qos``: 0..2; ``retain``: bool or 0/1, positional only.
+        Sent at once when possible, else buffered (also while disconnected, QoS 0 too) and
+        sent in order later.
+
+        Raises ``TypeError`` for a malformed argument, ``MqttError`` -7 (NUL in topic),
+        -12 (buffer full), -4 (in-flight window full with max_buffered 0), -8 (packet too
+        large), -10 (no packet id free).
+        """
+        ...
+
+    def subscribe(self, topics: Union[_FilterQos, List[_FilterQos]], /) -> int:
+        """Subscribes to one ``(filter, qos)`` tuple or a list of 1..16; returns the mid (> 0).
+
+        ``on_subscribe(mid, granted_qos)`` follows (128 for a refused filter). Requested while
+        disconnected: queued and sent after connecting. A malformed argument raises
+        ``TypeError``; other errors are returned as a negative code (-8 more than 16
+        filters, -7 NUL in a filter, -10 no packet id free).
+        """
+        ...
+
+    def unsubscribe(self, topics: Union[str, _FilterQos, List[Union[str, _FilterQos]]], /) -> int:
+        """Addition: unsubscribes from a filter str, a list of them, or (filter, qos) tuples
+        (qos ignored); returns the mid (> 0).
+
+        ``on_unsubscribe(mid)`` follows. Errors as for ``subscribe``: ``TypeError`` for a
+        malformed argument, a negative return value otherwise.
+        """
+        ...
+
+    def disconnect(self) -> None:
+        """Addition: graceful disconnection (DISCONNECT sent, no will published, no reconnect).
+
+        Unfinished QoS 1/2 messages, buffered messages and unanswered subscriptions stay in
+        the client and resume on the next ``connect()``. Raises ``MqttError`` -3 when the
+        client is not active (or already disconnecting).
+        """
+        ...
+
+    def is_connected(self) -> bool:
+        """Addition: True while the connection to the broker is established."""
+        ...
+
+    def on_message(self, callback: Optional[_OnMessage], /) -> None:
+        """Registers ``callback(topic: str, message: bytearray)`` for received messages.
+
+        None removes it; a non-callable raises ``TypeError``.
+        """
+        ...
+
+    def on_subscribe(self, callback: Optional[_OnSubscribe], /) -> None:
+        """Registers ``callback(mid: int, granted_qos: list[int])``, called at SUBACK."""
+        ...
+
+    def on_publish(self, callback: Optional[_OnPublish], /) -> None:
+        """Registers ``callback(mid: int, rc: int)``: rc 0 when the message is done (QoS 0
+        written, QoS 1 PUBACK, QoS 2 PUBCOMP), negative when it failed."""
+        ...
+
+    def on_unsubscribe(self, callback: Optional[_OnUnsubscribe], /) -> None:
+        """Addition: registers ``callback(mid: int)``, called at UNSUBACK."""
+        ...
+
+Client = MqttClient
+"""The same class as ``MqttClient``."""
