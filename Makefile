@@ -93,3 +93,25 @@ fuzz-smoke: fuzz-tools
 
 fuzz:
 	@$(MAKE) --no-print-directory fuzz-smoke FUZZ_SECONDS=$${FUZZ_SECONDS:-600}
+
+# Performance: this module against umqtt.simple, paho-mqtt and mosquitto_pub.
+.PHONY: bench
+bench: firmware venv
+	@MQTT_FIRMWARE=$(FIRMWARE) VENV=$(VENV) tools/bench/run.sh
+
+# Reliability: long runs (make test runs short versions).
+SOAK_SECONDS ?= 600
+.PHONY: soak test-asan
+soak: firmware venv
+	MQTT_FIRMWARE=$(FIRMWARE) SOAK_SECONDS=$(SOAK_SECONDS) $(PYTEST) -q -s tests/reliability/test_soak.py
+
+# The firmware with AddressSanitizer and UndefinedBehaviorSanitizer, and the
+# end-to-end suite on it.
+ASAN_BUILD := $(BUILD)/unix-asan
+test-asan: mpy-cross venv
+	@$(MAKE) --no-print-directory -C $(MICROPY_DIR)/ports/unix VARIANT_DIR=$(VARIANT_DIR) BUILD=$(ASAN_BUILD) \
+	    USER_C_MODULES=$(TOP)/mpy_module -j$(JOBS) \
+	    CFLAGS_EXTRA="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
+	    LDFLAGS_EXTRA="-fsanitize=address,undefined" STRIP=
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	    MQTT_FIRMWARE=$(ASAN_BUILD)/micropython $(PYTEST) -q tests/e2e tests/reliability

@@ -33,3 +33,15 @@ $(MQTT_CORE_OBJ): $(MQTT_GENHDRS) FORCE
 
 # The shim's objects wait for the core, so the link sees a fresh object.
 $(BUILD)/mqtt/modmqtt.o: $(MQTT_CORE_OBJ)
+
+ifneq ($(FROZEN_MANIFEST),)
+# makemanifest.py regenerates frozen_content.c only when a frozen .py file
+# changed, not when the qstr table did: a new qstr of this module that a
+# frozen module also uses would then be defined twice. Drop the stale file
+# whenever the qstr table changes.
+$(BUILD)/frozen_content.c: $(BUILD)/mqtt_core/qstr.stamp
+$(BUILD)/mqtt_core/qstr.stamp: $(HEADER_BUILD)/qstrdefs.generated.h
+	$(Q)$(MKDIR) -p $(dir $@)
+	$(Q)$(RM) -f $(BUILD)/frozen_content.c
+	$(Q)touch $@
+endif

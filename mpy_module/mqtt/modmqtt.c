@@ -4,6 +4,7 @@
  * protocol, the options and the connection logic are in Rust (src/binding,
  * src/proto); see mqtt.h for the interface.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "py/runtime.h"
@@ -114,7 +115,10 @@ void mqtt_schedule_pump(void) {
 }
 
 bool mqtt_pump_pending(void) {
-    return mqtt_pump_node.callback != NULL;
+    // Also while an exception deferred from a callback (Ctrl-C, sys.exit())
+    // waits for the VM: the Python thread must leave its blocking call to
+    // raise it.
+    return mqtt_pump_node.callback != NULL || MP_STATE_MAIN_THREAD(mp_pending_exception) != MP_OBJ_NULL;
 }
 #else
 static volatile bool mqtt_pump_queued;
@@ -134,7 +138,7 @@ void mqtt_schedule_pump(void) {
 }
 
 bool mqtt_pump_pending(void) {
-    return mqtt_pump_queued;
+    return mqtt_pump_queued || MP_STATE_MAIN_THREAD(mp_pending_exception) != MP_OBJ_NULL;
 }
 #endif
 
@@ -159,12 +163,36 @@ bool mqtt_any_active(void) {
 // client is connected or reconnecting, as on the device.
 void mqtt_c_run_until_idle(void);
 
+// The unix port calls the exit function without an exception handler: this
+// one must not raise. sys.exit() from a callback ends the process with its
+// code; any other exception (Ctrl-C) is printed and ends it with status 1.
+static void mqtt_atexit_exit(mp_obj_t exc) {
+    int status = 1;
+    if (mp_obj_is_subclass_fast(MP_OBJ_FROM_PTR(mp_obj_get_type(exc)), MP_OBJ_FROM_PTR(&mp_type_SystemExit))) {
+        mp_obj_t code = mp_obj_exception_get_value(exc);
+        status = code == mp_const_none ? 0 : (mp_obj_is_small_int(code) ? MP_OBJ_SMALL_INT_VALUE(code) : 1);
+    } else {
+        mp_obj_print_exception(MICROPY_ERROR_PRINTER, exc);
+    }
+    exit(status);
+}
+
+extern bool mqtt_exit_requested;
+
 static mp_obj_t mqtt_atexit(void) {
-    mqtt_c_run_until_idle();
-    mp_obj_t user = MP_STATE_VM(mqtt_user_exitfunc);
-    MP_STATE_VM(mqtt_user_exitfunc) = mp_const_none;
-    if (user != MP_OBJ_NULL && mp_obj_is_callable(user)) {
-        return mp_call_function_0(user);
+    nlr_buf_t nlr;
+    if (nlr_push(&nlr) == 0) {
+        if (!mqtt_exit_requested) {
+            mqtt_c_run_until_idle();
+        }
+        mp_obj_t user = MP_STATE_VM(mqtt_user_exitfunc);
+        MP_STATE_VM(mqtt_user_exitfunc) = mp_const_none;
+        if (user != MP_OBJ_NULL && mp_obj_is_callable(user)) {
+            mp_call_function_0(user);
+        }
+        nlr_pop();
+    } else {
+        mqtt_atexit_exit(MP_OBJ_FROM_PTR(nlr.ret_val));
     }
     return mp_const_none;
 }
@@ -238,7 +266,7 @@ static void mqtt_client_print(const mp_print_t *print, mp_obj_t self_in, mp_prin
     size_t len;
     mqtt_rs_client_print(self->rs, &url, &len);
     mp_printf(print, "<MqttClient %.*s %s>", (int)len, url,
-        mqtt_rs_is_connected(self->rs) ? "connected" : (self->active ? "connecting" : "disconnected"));
+        mqtt_rs_is_connected(self->rs) ? "connected" : (mqtt_rs_is_active(self->rs) ? "connecting" : "disconnected"));
 }
 
 static mp_obj_t mqtt_client_del(mp_obj_t self_in) {
@@ -252,25 +280,57 @@ static mp_obj_t mqtt_client_del(mp_obj_t self_in) {
 }
 static MP_DEFINE_CONST_FUN_OBJ_1(mqtt_client_del_obj, mqtt_client_del);
 
-static mp_obj_t mqtt_client_connect(size_t n_args, const mp_obj_t *args) {
-    mqtt_client_obj_t *self = mqtt_client_get(args[0]);
+// connect(on_connect, options={})
+static mp_obj_t mqtt_client_connect(size_t n_args, const mp_obj_t *pos_args, mp_map_t *kw_args) {
+    enum { ARG_on_connect, ARG_options };
+    static const mp_arg_t allowed_args[] = {
+        { MP_QSTR_on_connect, MP_ARG_REQUIRED | MP_ARG_OBJ, {.u_obj = MP_OBJ_NULL} },
+        { MP_QSTR_options, MP_ARG_OBJ, {.u_obj = MP_OBJ_NULL} },
+    };
+    mp_arg_val_t args[MP_ARRAY_SIZE(allowed_args)];
+    mp_arg_parse_all(n_args - 1, pos_args + 1, kw_args, MP_ARRAY_SIZE(allowed_args), allowed_args, args);
+    mp_obj_t cb = args[ARG_on_connect].u_obj;
+    if (cb != mp_const_none && !mp_obj_is_callable(cb)) {
+        mp_raise_TypeError(MP_ERROR_TEXT("callback must be callable or None"));
+    }
+    mqtt_client_obj_t *self = mqtt_client_get(pos_args[0]);
     mqtt_status_t st = { MQTT_STATUS_OK, 0, NULL, 0 };
-    mqtt_rs_connect(self->rs, args[1], n_args > 2 ? args[2] : MP_OBJ_NULL, &st);
+    mqtt_rs_connect(self->rs, cb, args[ARG_options].u_obj, &st);
     mqtt_check(&st);
     mqtt_set_active(self, true);
     mqtt_c_request_pump();
     return mp_const_none;
 }
-static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(mqtt_client_connect_obj, 2, 3, mqtt_client_connect);
+static MP_DEFINE_CONST_FUN_OBJ_KW(mqtt_client_connect_obj, 1, mqtt_client_connect);
 
-static mp_obj_t mqtt_client_publish(size_t n_args, const mp_obj_t *args) {
-    mqtt_client_obj_t *self = mqtt_client_get(args[0]);
+// publish(topic, message, qos, retain=False) -> mid
+static mp_obj_t mqtt_client_publish(size_t n_args, const mp_obj_t *pos_args, mp_map_t *kw_args) {
+    mp_obj_t retain = mp_const_false;
+    if (kw_args->used > 0 || n_args != 4) {
+        enum { ARG_topic, ARG_message, ARG_qos, ARG_retain };
+        static const mp_arg_t allowed_args[] = {
+            { MP_QSTR_topic, MP_ARG_REQUIRED | MP_ARG_OBJ, {.u_obj = MP_OBJ_NULL} },
+            { MP_QSTR_message, MP_ARG_REQUIRED | MP_ARG_OBJ, {.u_obj = MP_OBJ_NULL} },
+            { MP_QSTR_qos, MP_ARG_REQUIRED | MP_ARG_OBJ, {.u_obj = MP_OBJ_NULL} },
+            { MP_QSTR_retain, MP_ARG_OBJ, {.u_obj = MP_OBJ_NULL} },
+        };
+        mp_arg_val_t args[MP_ARRAY_SIZE(allowed_args)];
+        mp_arg_parse_all(n_args - 1, pos_args + 1, kw_args, MP_ARRAY_SIZE(allowed_args), allowed_args, args);
+        mqtt_client_obj_t *self = mqtt_client_get(pos_args[0]);
+        mqtt_status_t st = { MQTT_STATUS_OK, 0, NULL, 0 };
+        mp_obj_t r = args[ARG_retain].u_obj == MP_OBJ_NULL ? mp_const_false : args[ARG_retain].u_obj;
+        mp_int_t mid = mqtt_rs_publish(self->rs, args[ARG_topic].u_obj, args[ARG_message].u_obj, args[ARG_qos].u_obj, r, &st);
+        mqtt_check(&st);
+        return MP_OBJ_NEW_SMALL_INT(mid);
+    }
+    // The common case, positional arguments only: no argument table to fill.
+    mqtt_client_obj_t *self = mqtt_client_get(pos_args[0]);
     mqtt_status_t st = { MQTT_STATUS_OK, 0, NULL, 0 };
-    mp_int_t mid = mqtt_rs_publish(self->rs, args[1], args[2], args[3], n_args > 4 ? args[4] : mp_const_false, &st);
+    mp_int_t mid = mqtt_rs_publish(self->rs, pos_args[1], pos_args[2], pos_args[3], retain, &st);
     mqtt_check(&st);
     return MP_OBJ_NEW_SMALL_INT(mid);
 }
-static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(mqtt_client_publish_obj, 4, 5, mqtt_client_publish);
+static MP_DEFINE_CONST_FUN_OBJ_KW(mqtt_client_publish_obj, 1, mqtt_client_publish);
 
 static mp_obj_t mqtt_client_sub_common(mp_obj_t self_in, mp_obj_t topics, bool unsubscribe) {
     mqtt_client_obj_t *self = mqtt_client_get(self_in);

@@ -54,6 +54,8 @@ mp_int_t mqtt_rs_publish(void *rs, mp_obj_t topic, mp_obj_t message, mp_obj_t qo
 mp_int_t mqtt_rs_subscribe(void *rs, mp_obj_t topics, bool unsubscribe, mqtt_status_t *st);
 void mqtt_rs_disconnect(void *rs, mqtt_status_t *st);
 bool mqtt_rs_is_connected(void *rs);
+// Connected, connecting or waiting to retry.
+bool mqtt_rs_is_active(void *rs);
 void mqtt_rs_set_callback(void *rs, mqtt_cb_t which, mp_obj_t cb, mqtt_status_t *st);
 // Drives one client: I/O, timers, callbacks. Returns true while the client is
 // active (connected, connecting or waiting to retry).

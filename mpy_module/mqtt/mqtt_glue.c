@@ -53,6 +53,8 @@ mp_obj_t mqtt_c_new_bytearray(size_t len, uint8_t **items) {
 /******************************************************************************/
 // Callbacks
 
+bool mqtt_exit_requested;
+
 static void mqtt_call_protected(mp_obj_t cb, size_t n, const mp_obj_t *args) {
     if (cb == MP_OBJ_NULL || cb == mp_const_none) {
         return;
@@ -66,13 +68,13 @@ static void mqtt_call_protected(mp_obj_t cb, size_t n, const mp_obj_t *args) {
         if (mp_obj_is_subclass_fast(MP_OBJ_FROM_PTR(mp_obj_get_type(exc)), MP_OBJ_FROM_PTR(&mp_type_KeyboardInterrupt))
             || mp_obj_is_subclass_fast(MP_OBJ_FROM_PTR(mp_obj_get_type(exc)), MP_OBJ_FROM_PTR(&mp_type_SystemExit))) {
             // Ctrl-C and sys.exit() are the user's, not the callback's failure:
-            // remember them for the VM to raise once the pump is done.
-            MP_STATE_THREAD(mp_pending_exception) = exc;
-            #if MICROPY_ENABLE_SCHEDULER
-            if (MP_STATE_VM(sched_state) == MP_SCHED_IDLE) {
-                MP_STATE_VM(sched_state) = MP_SCHED_PENDING;
+            // the VM raises them in the script once the pump is done (the
+            // pump itself runs inside the scheduler and must return normally).
+            if (mp_obj_is_subclass_fast(MP_OBJ_FROM_PTR(mp_obj_get_type(exc)), MP_OBJ_FROM_PTR(&mp_type_SystemExit))) {
+                mqtt_exit_requested = true; // the firmware ends, even with clients connected
             }
-            #endif
+            mp_sched_exception(exc);
+            mqtt_c_request_pump(); // interrupts a blocking sleep/read to raise it
             return;
         }
         // An exception in a callback is printed and the client goes on.

@@ -54,19 +54,6 @@ pub struct Req {
 }
 
 impl Req {
-    fn filter_obj(&self, i: usize) -> Option<Obj> {
-        unsafe {
-            let (items, is_tuple) = seq_items(self.a)?;
-            if is_tuple && is_filter_pair(self.a) {
-                // a single (filter, qos) tuple
-                return if i == 0 { Some(self.a) } else { None };
-            }
-            if is_tuple && !self.b.is_null() {
-                return None;
-            }
-            items.get(i).copied()
-        }
-    }
     fn single(&self) -> bool {
         unsafe { is_filter_pair(self.a) || str_data(self.a).is_some() }
     }
@@ -250,11 +237,12 @@ fn qos_of(o: Obj) -> ApiResult<QoS> {
 
 /// Topic-name and topic-filter errors of the codec, as the contract wants
 /// them: NUL is MqttError -7, everything else a TypeError.
-fn topic_error(code: i32, what: &'static str) -> ApiError {
-    if code == rc::TOPICNAME_TRUNCATED {
-        ApiError::Mqtt(rc::TOPICNAME_TRUNCATED)
-    } else {
-        ApiError::Type(what)
+fn topic_error(e: codec::Error, what: &'static str) -> ApiError {
+    match e {
+        codec::Error::NulChar => ApiError::Mqtt(rc::TOPICNAME_TRUNCATED),
+        codec::Error::BadUtf8 => ApiError::Type("topic is not valid UTF-8"),
+        codec::Error::StringTooLong => ApiError::Type("topic is longer than 65535 bytes"),
+        _ => ApiError::Type(what),
     }
 }
 
@@ -306,6 +294,10 @@ impl Client {
 
     pub fn is_connected(&self) -> bool {
         self.engine.is_connected()
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.engine.is_active()
     }
 
     pub fn set_callback(&mut self, which: usize, cb: Obj) -> ApiResult<()> {
@@ -414,7 +406,7 @@ impl Client {
             if t.is_empty() {
                 return Err(ApiError::Mqtt(rc::ZERO_LENGTH_WILL_TOPIC));
             }
-            codec::validate_topic_name(t).map_err(|e| topic_error(e.rc(), "will_topic must be a valid topic name"))?;
+            codec::validate_topic_name(t).map_err(|e| topic_error(e, "will_topic must be a valid topic name"))?;
         }
         let tls_opts = has(o.trust_store) || has(o.key_store) || has(o.private_key);
         if tls_opts && !self.scheme.is_tls() {
@@ -444,7 +436,7 @@ impl Client {
         if t.is_empty() {
             return Err(ApiError::Type("topic must not be empty"));
         }
-        codec::validate_topic_name(t).map_err(|e| topic_error(e.rc(), "topic must not contain + or #"))?;
+        codec::validate_topic_name(t).map_err(|e| topic_error(e, "topic must not contain + or #"))?;
         let (_, kind) = buffer_data(message).ok_or(ApiError::Type("message must be str, bytes or bytearray"))?;
         let qos = qos_of(qos)?;
         let retain = bool_value(retain).ok_or(ApiError::Type("retain must be a bool"))?;
@@ -735,7 +727,7 @@ unsafe fn validate_filters(topics: Obj, unsubscribe: bool) -> ApiResult<usize> {
         if f.is_empty() {
             return Err(ApiError::Type("a topic filter must not be empty"));
         }
-        codec::validate_topic_filter(f).map_err(|e| topic_error(e.rc(), "invalid topic filter"))?;
+        codec::validate_topic_filter(f).map_err(|e| topic_error(e, "invalid topic filter"))?;
         if let Some(q) = q {
             qos_of(q)?;
         }

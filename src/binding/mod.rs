@@ -101,6 +101,13 @@ pub unsafe extern "C" fn mqtt_rs_is_connected(rs: *mut core::ffi::c_void) -> boo
 /// # Safety
 /// `rs` is a live client.
 #[no_mangle]
+pub unsafe extern "C" fn mqtt_rs_is_active(rs: *mut core::ffi::c_void) -> bool {
+    (*(rs as *mut Client)).is_active()
+}
+
+/// # Safety
+/// `rs` is a live client.
+#[no_mangle]
 pub unsafe extern "C" fn mqtt_rs_set_callback(rs: *mut core::ffi::c_void, which: mqtt_cb_t, cb: Obj, st: *mut mqtt_status_t) {
     let r = (*(rs as *mut Client)).set_callback(which as usize, cb);
     st_result(st, r, ())
