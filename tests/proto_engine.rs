@@ -394,28 +394,42 @@ fn packet_id_exhaustion_gives_minus_10() {
 
 #[test]
 fn max_inflight_and_max_buffered_bounds() {
-    // disconnected: 2 in-flight slots, 3 buffer places
+    // disconnected: every message waits in the buffer (3 places), whatever its QoS
     let mut e = engine(Config { max_inflight: 2, max_buffered: 3, ..Config::default() });
     let p = |e: &mut TestEngine, q| e.publish(0, Req::publish("t", b"x"), q, false);
     assert!(p(&mut e, QoS::AtLeastOnce).is_ok());
     assert!(p(&mut e, QoS::ExactlyOnce).is_ok());
-    assert_eq!((e.inflight_count(), e.buffered_count()), (2, 0));
-    assert!(p(&mut e, QoS::AtLeastOnce).is_ok());
+    assert_eq!((e.inflight_count(), e.buffered_count()), (0, 2));
     assert!(p(&mut e, QoS::AtMostOnce).is_ok());
-    assert!(p(&mut e, QoS::ExactlyOnce).is_ok());
-    assert_eq!((e.inflight_count(), e.buffered_count()), (2, 3));
+    assert_eq!((e.inflight_count(), e.buffered_count()), (0, 3));
     assert_eq!(p(&mut e, QoS::AtLeastOnce), Err(rc::MAX_BUFFERED_MESSAGES));
     assert_eq!(p(&mut e, QoS::AtMostOnce), Err(rc::MAX_BUFFERED_MESSAGES));
-    assert_eq!(e.queue().len(), 5);
-
-    // no buffer: -4 when the window is full
+    assert_eq!(e.queue().len(), 3);
+    // disconnected without a buffer: nowhere to keep a message
     let mut e = engine(Config { max_inflight: 2, max_buffered: 0, ..Config::default() });
-    assert!(p(&mut e, QoS::AtLeastOnce).is_ok());
-    assert!(p(&mut e, QoS::AtLeastOnce).is_ok());
-    assert_eq!(p(&mut e, QoS::AtLeastOnce), Err(rc::MAX_MESSAGES_INFLIGHT));
-    assert_eq!(p(&mut e, QoS::ExactlyOnce), Err(rc::MAX_MESSAGES_INFLIGHT));
-    // QoS 0 while disconnected cannot be written at once and there is no buffer
+    assert_eq!(p(&mut e, QoS::AtLeastOnce), Err(rc::MAX_BUFFERED_MESSAGES));
     assert_eq!(p(&mut e, QoS::AtMostOnce), Err(rc::MAX_BUFFERED_MESSAGES));
+
+    // connected: 2 in-flight slots, then 3 buffer places
+    let mut s = connected_sim(Config { max_inflight: 2, max_buffered: 3, ..Config::default() }, 11, 0);
+    s.b.hold_acks = true;
+    let p = |s: &mut Sim, q| s.e.publish(s.now, Req::publish("t", b"x"), q, false);
+    assert!(p(&mut s, QoS::AtLeastOnce).is_ok());
+    assert!(p(&mut s, QoS::ExactlyOnce).is_ok());
+    assert_eq!((s.e.inflight_count(), s.e.buffered_count()), (2, 0));
+    for q in [QoS::AtLeastOnce, QoS::AtMostOnce, QoS::ExactlyOnce] {
+        assert!(p(&mut s, q).is_ok());
+    }
+    assert_eq!((s.e.inflight_count(), s.e.buffered_count()), (2, 3));
+    assert_eq!(p(&mut s, QoS::AtLeastOnce), Err(rc::MAX_BUFFERED_MESSAGES));
+
+    // connected without a buffer: -4 when the window is full
+    let mut s = connected_sim(Config { max_inflight: 2, max_buffered: 0, ..Config::default() }, 12, 0);
+    s.b.hold_acks = true;
+    assert!(p(&mut s, QoS::AtLeastOnce).is_ok());
+    assert!(p(&mut s, QoS::AtLeastOnce).is_ok());
+    assert_eq!(p(&mut s, QoS::AtLeastOnce), Err(rc::MAX_MESSAGES_INFLIGHT));
+    assert_eq!(p(&mut s, QoS::ExactlyOnce), Err(rc::MAX_MESSAGES_INFLIGHT));
 }
 
 #[test]

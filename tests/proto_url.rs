@@ -84,7 +84,10 @@ fn malformed_urls() {
 
 #[test]
 fn descriptions() {
-    let codes = [0, -1, -2, -3, -4, -5, -6, -7, -8, -9, -10, -11, -12, -13, -14, -15, -16, -17, -18, -19, 1, 2, 3, 4, 5];
+    let codes = [
+        0, -1, -2, -3, -4, -5, -6, -7, -8, -9, -10, -11, -12, -13, -14, -15, -16, -17, -18, -19, -20, -21, -22, -23, -24, -25,
+        -26, -27, -28, -29, -30, -31, -32, -33, 1, 2, 3, 4, 5,
+    ];
     let mut seen = std::collections::HashSet::new();
     for c in codes {
         let d = rc::description(c);
@@ -92,7 +95,7 @@ fn descriptions() {
         assert!(seen.insert(d), "distinct text for {c}");
     }
     assert_eq!(rc::description(6), "unknown error");
-    assert_eq!(rc::description(-20), "unknown error");
+    assert_eq!(rc::description(-34), "unknown error");
     assert_eq!(rc::description(i32::MIN), "unknown error");
     assert_eq!(rc::description(-12), "no more messages can be buffered");
     assert_eq!(rc::description(5), "connection refused: not authorised");
@@ -111,5 +114,11 @@ fn descriptions() {
         LostReason::Refused,
     ] {
         assert!(!rc::lost_reason_text(r).is_empty());
+        let code = rc::lost_reason_code(r);
+        assert!(code < 0, "{r:?}");
+        assert_ne!(rc::description(code), "unknown error", "{r:?}");
     }
+    // every transport failure has its own code, so on_connect says what happened
+    assert_eq!(rc::lost_reason_code(LostReason::Dns), rc::DNS_FAILED);
+    assert_eq!(rc::lost_reason_code(LostReason::KeepAlive), -24);
 }

@@ -55,6 +55,8 @@ static void mqtt_check(const mqtt_status_t *st) {
             mp_raise_msg_varg(&mp_type_ValueError, MP_ERROR_TEXT("%.*s"), (int)st->msg_len, st->msg);
         case MQTT_STATUS_MEMORY_ERROR:
             m_malloc_fail(0);
+        case MQTT_STATUS_RAISE:
+            nlr_raise(st->exc);
         default:
             mqtt_raise_code(st->code);
     }
@@ -249,7 +251,7 @@ static mp_obj_t mqtt_client_make_new(const mp_obj_type_t *type, size_t n_args, s
     memset(self, 0, size);
     self->base.type = type;
     self->slot = slot;
-    mqtt_status_t st = { MQTT_STATUS_OK, 0, NULL, 0 };
+    mqtt_status_t st = { MQTT_STATUS_OK, 0, NULL, 0, MP_OBJ_NULL };
     mqtt_rs_client_init(self->rs, args[0], args[1], slot, &st);
     if (st.kind != MQTT_STATUS_OK) {
         self->base.type = &mp_type_object; // no finaliser work for a half-made client
@@ -294,7 +296,7 @@ static mp_obj_t mqtt_client_connect(size_t n_args, const mp_obj_t *pos_args, mp_
         mp_raise_TypeError(MP_ERROR_TEXT("callback must be callable or None"));
     }
     mqtt_client_obj_t *self = mqtt_client_get(pos_args[0]);
-    mqtt_status_t st = { MQTT_STATUS_OK, 0, NULL, 0 };
+    mqtt_status_t st = { MQTT_STATUS_OK, 0, NULL, 0, MP_OBJ_NULL };
     mqtt_rs_connect(self->rs, cb, args[ARG_options].u_obj, &st);
     mqtt_check(&st);
     mqtt_set_active(self, true);
@@ -317,7 +319,7 @@ static mp_obj_t mqtt_client_publish(size_t n_args, const mp_obj_t *pos_args, mp_
         mp_arg_val_t args[MP_ARRAY_SIZE(allowed_args)];
         mp_arg_parse_all(n_args - 1, pos_args + 1, kw_args, MP_ARRAY_SIZE(allowed_args), allowed_args, args);
         mqtt_client_obj_t *self = mqtt_client_get(pos_args[0]);
-        mqtt_status_t st = { MQTT_STATUS_OK, 0, NULL, 0 };
+        mqtt_status_t st = { MQTT_STATUS_OK, 0, NULL, 0, MP_OBJ_NULL };
         mp_obj_t r = args[ARG_retain].u_obj == MP_OBJ_NULL ? mp_const_false : args[ARG_retain].u_obj;
         mp_int_t mid = mqtt_rs_publish(self->rs, args[ARG_topic].u_obj, args[ARG_message].u_obj, args[ARG_qos].u_obj, r, &st);
         mqtt_check(&st);
@@ -325,7 +327,7 @@ static mp_obj_t mqtt_client_publish(size_t n_args, const mp_obj_t *pos_args, mp_
     }
     // The common case, positional arguments only: no argument table to fill.
     mqtt_client_obj_t *self = mqtt_client_get(pos_args[0]);
-    mqtt_status_t st = { MQTT_STATUS_OK, 0, NULL, 0 };
+    mqtt_status_t st = { MQTT_STATUS_OK, 0, NULL, 0, MP_OBJ_NULL };
     mp_int_t mid = mqtt_rs_publish(self->rs, pos_args[1], pos_args[2], pos_args[3], retain, &st);
     mqtt_check(&st);
     return MP_OBJ_NEW_SMALL_INT(mid);
@@ -334,7 +336,7 @@ static MP_DEFINE_CONST_FUN_OBJ_KW(mqtt_client_publish_obj, 1, mqtt_client_publis
 
 static mp_obj_t mqtt_client_sub_common(mp_obj_t self_in, mp_obj_t topics, bool unsubscribe) {
     mqtt_client_obj_t *self = mqtt_client_get(self_in);
-    mqtt_status_t st = { MQTT_STATUS_OK, 0, NULL, 0 };
+    mqtt_status_t st = { MQTT_STATUS_OK, 0, NULL, 0, MP_OBJ_NULL };
     mp_int_t mid = mqtt_rs_subscribe(self->rs, topics, unsubscribe, &st);
     if (st.kind == MQTT_STATUS_MQTT_ERROR) {
         // "a negative code when the request could not be started"
@@ -356,7 +358,7 @@ static MP_DEFINE_CONST_FUN_OBJ_2(mqtt_client_unsubscribe_obj, mqtt_client_unsubs
 
 static mp_obj_t mqtt_client_disconnect(mp_obj_t self_in) {
     mqtt_client_obj_t *self = mqtt_client_get(self_in);
-    mqtt_status_t st = { MQTT_STATUS_OK, 0, NULL, 0 };
+    mqtt_status_t st = { MQTT_STATUS_OK, 0, NULL, 0, MP_OBJ_NULL };
     mqtt_rs_disconnect(self->rs, &st);
     mqtt_check(&st);
     mqtt_c_request_pump();
@@ -374,7 +376,7 @@ static mp_obj_t mqtt_client_set_cb(mp_obj_t self_in, mp_obj_t cb, mqtt_cb_t whic
     if (cb != mp_const_none && !mp_obj_is_callable(cb)) {
         mp_raise_TypeError(MP_ERROR_TEXT("callback must be callable or None"));
     }
-    mqtt_status_t st = { MQTT_STATUS_OK, 0, NULL, 0 };
+    mqtt_status_t st = { MQTT_STATUS_OK, 0, NULL, 0, MP_OBJ_NULL };
     mqtt_rs_set_callback(self->rs, which, cb, &st);
     mqtt_check(&st);
     return mp_const_none;

@@ -24,6 +24,7 @@ typedef enum {
     MQTT_STATUS_VALUE_ERROR = 2,  // ValueError(msg)
     MQTT_STATUS_MQTT_ERROR = 3,   // MqttError(code, ErrorDescription(code))
     MQTT_STATUS_MEMORY_ERROR = 4, // MemoryError
+    MQTT_STATUS_RAISE = 5,        // raise the exception object `exc`
 } mqtt_status_kind_t;
 
 typedef struct _mqtt_status_t {
@@ -31,6 +32,7 @@ typedef struct _mqtt_status_t {
     int code;           // MQTT_STATUS_MQTT_ERROR: the errno
     const char *msg;    // static text of a TYPE/VALUE error (not NUL-terminated)
     size_t msg_len;
+    mp_obj_t exc;       // MQTT_STATUS_RAISE
 } mqtt_status_t;
 
 // Which callback a Rust event dispatch is for.
@@ -84,6 +86,17 @@ mp_int_t mqtt_c_sock_write(mp_obj_t sock, const uint8_t *buf, size_t len, int *e
 // Readiness (MP_STREAM_POLL_RD/WR/ERR/HUP flags) without blocking.
 uintptr_t mqtt_c_sock_poll(mp_obj_t sock, uintptr_t flags);
 void mqtt_c_sock_close(mp_obj_t sock);
+// *err of a read/write whose stream call raised (TLS): the text is kept.
+#define MQTT_ERR_RAISED (-1000)
+const char *mqtt_c_last_error(size_t *len);
+
+// TLS through the firmware's `tls` module. The context: MP_OBJ_NULL with
+// *exc set when the data is invalid, or with *exc MP_OBJ_NULL when there is no
+// trust store (no cadata and no platform CA bundle).
+mp_obj_t mqtt_c_tls_context(mp_obj_t cadata, mp_obj_t cert, mp_obj_t key, mp_obj_t *exc);
+// A TLS socket over `sock` (handshake in later reads/writes); MP_OBJ_NULL on failure.
+mp_obj_t mqtt_c_tls_wrap(mp_obj_t ctx, mp_obj_t sock, const char *host, size_t host_len);
+uint32_t mqtt_c_random(void);
 
 // Time and the event loop.
 uint64_t mqtt_c_ticks_ms(void);

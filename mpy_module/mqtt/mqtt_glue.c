@@ -8,6 +8,8 @@
 #include "py/stream.h"
 #include "py/mperrno.h"
 #include "py/objstr.h"
+#include "py/builtin.h"
+#include "py/mphal.h"
 #include "mqtt.h"
 
 #if MICROPY_PY_MQTT
@@ -231,6 +233,28 @@ int mqtt_c_sock_open(const char *host, size_t host_len, uint16_t port, mp_obj_t 
     }
 }
 
+// The text of the last exception a stream call raised (a TLS failure: the
+// tls module raises for handshake and record errors).
+static char mqtt_last_error[160];
+static size_t mqtt_last_error_len;
+
+static void mqtt_remember_exception(mp_obj_t exc) {
+    vstr_t vstr;
+    vstr_init_fixed_buf(&vstr, sizeof(mqtt_last_error), mqtt_last_error);
+    mp_print_t print = { &vstr, (mp_print_strn_t)vstr_add_strn };
+    nlr_buf_t nlr;
+    if (nlr_push(&nlr) == 0) {
+        mp_obj_print_helper(&print, exc, PRINT_EXC);
+        nlr_pop();
+    }
+    mqtt_last_error_len = vstr.len;
+}
+
+const char *mqtt_c_last_error(size_t *len) {
+    *len = mqtt_last_error_len;
+    return mqtt_last_error;
+}
+
 mp_int_t mqtt_c_sock_read(mp_obj_t sock, uint8_t *buf, size_t len, int *err) {
     nlr_buf_t nlr;
     if (nlr_push(&nlr) == 0) {
@@ -238,7 +262,8 @@ mp_int_t mqtt_c_sock_read(mp_obj_t sock, uint8_t *buf, size_t len, int *err) {
         nlr_pop();
         return r == MP_STREAM_ERROR ? -1 : (mp_int_t)r;
     }
-    *err = MP_EIO;
+    mqtt_remember_exception(MP_OBJ_FROM_PTR(nlr.ret_val));
+    *err = MQTT_ERR_RAISED;
     return -1;
 }
 
@@ -249,8 +274,93 @@ mp_int_t mqtt_c_sock_write(mp_obj_t sock, const uint8_t *buf, size_t len, int *e
         nlr_pop();
         return r == MP_STREAM_ERROR ? -1 : (mp_int_t)r;
     }
-    *err = MP_EIO;
+    mqtt_remember_exception(MP_OBJ_FROM_PTR(nlr.ret_val));
+    *err = MQTT_ERR_RAISED;
     return -1;
+}
+
+/******************************************************************************/
+// TLS through the firmware's `tls` module
+
+#ifndef MQTT_PLATFORM_CA_BUNDLE
+#if defined(__unix__)
+#define MQTT_PLATFORM_CA_BUNDLE "/etc/ssl/certs/ca-certificates.crt"
+#endif
+#endif
+
+// The platform's CA bundle, or MP_OBJ_NULL when the port has none.
+static mp_obj_t mqtt_platform_ca(void) {
+    #ifdef MQTT_PLATFORM_CA_BUNDLE
+    nlr_buf_t nlr;
+    if (nlr_push(&nlr) == 0) {
+        mp_obj_t args[2] = { MP_OBJ_NEW_QSTR(qstr_from_str(MQTT_PLATFORM_CA_BUNDLE)), MP_OBJ_NEW_QSTR(MP_QSTR_rb) };
+        mp_obj_t f = mp_builtin_open(2, args, (mp_map_t *)&mp_const_empty_map);
+        mp_obj_t data = mqtt_call_method(f, MP_QSTR_read, 0, NULL);
+        mqtt_call_method(f, MP_QSTR_close, 0, NULL);
+        nlr_pop();
+        return data;
+    }
+    #endif
+    return MP_OBJ_NULL;
+}
+
+mp_obj_t mqtt_c_tls_context(mp_obj_t cadata, mp_obj_t cert, mp_obj_t key, mp_obj_t *exc) {
+    *exc = MP_OBJ_NULL;
+    if (cadata == MP_OBJ_NULL) {
+        cadata = mqtt_platform_ca();
+        if (cadata == MP_OBJ_NULL) {
+            return MP_OBJ_NULL; // no trust store at all
+        }
+    }
+    nlr_buf_t nlr;
+    if (nlr_push(&nlr) == 0) {
+        mp_obj_t mod = mp_import_name(MP_QSTR_tls, mp_const_none, MP_OBJ_NEW_SMALL_INT(0));
+        mp_obj_t proto = mp_load_attr(mod, MP_QSTR_PROTOCOL_TLS_CLIENT);
+        mp_obj_t ctx = mp_call_function_n_kw(mp_load_attr(mod, MP_QSTR_SSLContext), 1, 0, &proto);
+        mp_store_attr(ctx, MP_QSTR_verify_mode, mp_load_attr(mod, MP_QSTR_CERT_REQUIRED));
+        mqtt_call_method(ctx, MP_QSTR_load_verify_locations, 1, &cadata);
+        if (cert != MP_OBJ_NULL) {
+            // key_store may hold the private key too
+            mp_obj_t ck[2] = { cert, key != MP_OBJ_NULL ? key : cert };
+            mqtt_call_method(ctx, MP_QSTR_load_cert_chain, 2, ck);
+        }
+        nlr_pop();
+        return ctx;
+    }
+    *exc = MP_OBJ_FROM_PTR(nlr.ret_val);
+    return MP_OBJ_NULL;
+}
+
+mp_obj_t mqtt_c_tls_wrap(mp_obj_t ctx, mp_obj_t sock, const char *host, size_t host_len) {
+    nlr_buf_t nlr;
+    if (nlr_push(&nlr) == 0) {
+        mp_obj_t dest[2 + 1 + 4];
+        mp_load_method(ctx, MP_QSTR_wrap_socket, dest);
+        dest[2] = sock;
+        dest[3] = MP_OBJ_NEW_QSTR(MP_QSTR_server_hostname);
+        dest[4] = mp_obj_new_str(host, host_len);
+        dest[5] = MP_OBJ_NEW_QSTR(MP_QSTR_do_handshake_on_connect);
+        dest[6] = mp_const_false; // the handshake runs in our non-blocking reads and writes
+        mp_obj_t s = mp_call_method_n_kw(1, 2, dest);
+        nlr_pop();
+        return s;
+    }
+    mqtt_remember_exception(MP_OBJ_FROM_PTR(nlr.ret_val));
+    return MP_OBJ_NULL;
+}
+
+uint32_t mqtt_c_random(void) {
+    uint32_t r = 0;
+    nlr_buf_t nlr;
+    if (nlr_push(&nlr) == 0) {
+        #ifdef MICROPY_PY_RANDOM_SEED_INIT_FUNC
+        r = MICROPY_PY_RANDOM_SEED_INIT_FUNC; // the port's hardware/OS randomness
+        #else
+        r = (uint32_t)mp_hal_ticks_us() * 2654435761u;
+        #endif
+        nlr_pop();
+    }
+    return r;
 }
 
 uintptr_t mqtt_c_sock_poll(mp_obj_t sock, uintptr_t flags) {

@@ -12,6 +12,7 @@ use super::mem::{GcBuf, GcQueue};
 use super::obj::*;
 use crate::proto::codec::{self, ConnectParams, QoS, Will};
 use crate::proto::engine::{Action, Config, Engine, Entry, Event, Inbox, LostReason, Request};
+use crate::proto::ws::{self, FrameDecoder, UpgradeParser, WsChunk, WsSink};
 use crate::proto::{rc, url};
 use core::ptr;
 
@@ -21,6 +22,8 @@ pub enum ApiError {
     Value(&'static str),
     Mqtt(i32),
     Memory,
+    /// An exception object made by a protected C call, raised as it is.
+    Raise(Obj),
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -29,13 +32,19 @@ pub fn set_status(st: *mut mqtt_status_t, e: ApiError) {
     if st.is_null() {
         return;
     }
+    let mut exc = NULL;
     let (kind, code, msg): (mqtt_status_kind_t, i32, &'static str) = match e {
         ApiError::Type(m) => (mqtt_status_kind_t_MQTT_STATUS_TYPE_ERROR, 0, m),
         ApiError::Value(m) => (mqtt_status_kind_t_MQTT_STATUS_VALUE_ERROR, 0, m),
         ApiError::Mqtt(c) => (mqtt_status_kind_t_MQTT_STATUS_MQTT_ERROR, c, ""),
         ApiError::Memory => (mqtt_status_kind_t_MQTT_STATUS_MEMORY_ERROR, 0, ""),
+        ApiError::Raise(o) => {
+            exc = o;
+            (mqtt_status_kind_t_MQTT_STATUS_RAISE, 0, "")
+        }
     };
     unsafe {
+        (*st).exc = exc;
         (*st).kind = kind;
         (*st).code = code;
         (*st).msg = msg.as_ptr() as *const _;
@@ -176,9 +185,16 @@ impl Options {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Transport {
     None,
+    /// TCP connect in progress.
     Connecting,
+    /// HTTP upgrade sent (over TLS for wss), waiting for 101.
+    WsUpgrade,
+    /// MQTT bytes flow (TLS handshake, if any, runs inside the first writes/reads).
     Up,
 }
+
+/// Largest WebSocket frame accepted (the MQTT packet limit plus framing).
+const WS_MAX_FRAME: u64 = 1 << 21;
 
 const CB_CONNECT: usize = mqtt_cb_t_MQTT_CB_CONNECT as usize;
 const CB_MESSAGE: usize = mqtt_cb_t_MQTT_CB_MESSAGE as usize;
@@ -205,9 +221,22 @@ pub struct Client {
     cbs: [Obj; CB_COUNT],
     opts: Options,
     engine: Engine<Req, Queue, InMsg>,
+    path: (*const u8, usize),
+    tls_ctx: Obj,
+    /// The stream MQTT (or WebSocket) bytes go through: the TCP socket, or a TLS socket over it.
     sock: Obj,
+    /// The TCP socket itself.
+    raw: Obj,
     fd: i32,
     transport: Transport,
+    /// The last write could not go on because the TCP socket is full (wait for POLLOUT).
+    write_blocked: bool,
+    /// The cause of the last transport failure, for on_connect (0: from the reason).
+    fail_code: i32,
+    ws_key: [u8; 16],
+    ws_up: UpgradeParser,
+    ws_dec: FrameDecoder,
+    rng: u32,
     send: GcBuf,
     send_off: usize,
     rx: [u8; RX_SIZE],
@@ -266,14 +295,23 @@ impl Client {
                 scheme: parsed.scheme,
                 port: parsed.port,
                 host: (parsed.host.as_ptr(), parsed.host.len()),
+                path: (parsed.path.as_ptr(), parsed.path.len()),
+                tls_ctx: NULL,
                 client_id,
                 slot,
                 cbs: [none(); CB_COUNT],
                 opts: Options::new(),
                 engine: Engine::new(Config::default(), GcQueue::new()),
                 sock: NULL,
+                raw: NULL,
                 fd: -1,
                 transport: Transport::None,
+                write_blocked: false,
+                fail_code: 0,
+                ws_key: [0; 16],
+                ws_up: UpgradeParser::new(&[0; 16]),
+                ws_dec: FrameDecoder::new(WS_MAX_FRAME),
+                rng: 0,
                 send: GcBuf::new(),
                 send_off: 0,
                 rx: [0; RX_SIZE],
@@ -412,16 +450,29 @@ impl Client {
         if tls_opts && !self.scheme.is_tls() {
             return Err(ApiError::Type("TLS options need an ssl, mqtts or wss URL"));
         }
-        if self.scheme.is_tls() || self.scheme.is_websocket() {
-            // TLS and WebSocket transports are not in this build yet.
-            return Err(ApiError::Mqtt(rc::SSL_NOT_SUPPORTED));
+        if has(o.private_key) && !has(o.key_store) {
+            return Err(ApiError::Type("private_key needs key_store"));
         }
-        // bytearray values may change after the call: keep a copy.
+        // bytearray values may change after the call: keep a copy (the tls
+        // module takes no bytearray either).
         o.password = freeze(o.password)?;
         o.will_message = freeze(o.will_message)?;
         o.trust_store = freeze(o.trust_store)?;
         o.key_store = freeze(o.key_store)?;
         o.private_key = freeze(o.private_key)?;
+        if self.scheme.is_tls() {
+            // One TLS context for all (re)connections: invalid certificate or
+            // key data is an exception now rather than a failure later.
+            let mut exc = NULL;
+            let ctx = mqtt_c_tls_context(o.trust_store, o.key_store, o.private_key, &mut exc);
+            if ctx.is_null() {
+                return Err(if exc.is_null() { ApiError::Mqtt(rc::TLS_NO_TRUST_STORE) } else { ApiError::Raise(exc) });
+            }
+            self.tls_ctx = ctx;
+        }
+        if self.rng == 0 {
+            self.rng = mqtt_c_random() | 1;
+        }
 
 
         self.engine.set_config(config);
@@ -474,22 +525,61 @@ impl Client {
 
     // ---- transport ----------------------------------------------------------
 
+    fn host(&self) -> &str {
+        unsafe { core::str::from_utf8_unchecked(core::slice::from_raw_parts(self.host.0, self.host.1)) }
+    }
+
+    /// A WebSocket masking key (xorshift32 seeded from the platform's RNG:
+    /// masking needs unpredictability towards intermediaries, not secrecy).
+    fn next_mask(rng: &mut u32) -> [u8; 4] {
+        let mut x = *rng;
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        *rng = x;
+        x.to_le_bytes()
+    }
+
     fn close_transport(&mut self) {
         if !self.sock.is_null() {
             unsafe { mqtt_c_sock_close(self.sock) };
         }
+        if !self.raw.is_null() && self.raw != self.sock {
+            unsafe { mqtt_c_sock_close(self.raw) };
+        }
         self.sock = NULL;
+        self.raw = NULL;
         self.fd = -1;
         self.transport = Transport::None;
+        self.write_blocked = false;
         self.send.clear();
         self.send_off = 0;
         self.rx_start = 0;
         self.rx_end = 0;
     }
 
-    fn lost(&mut self, now: u64, reason: LostReason) {
+    /// The transport failed: `code` (0: derive it from `reason`) is what
+    /// on_connect reports.
+    fn lost(&mut self, now: u64, reason: LostReason, code: i32) {
         self.close_transport();
+        self.fail_code = code;
         self.engine.handle_transport_down(now, reason);
+    }
+
+    /// A stream error: an errno, or a raised exception (TLS) whose text says what failed.
+    fn stream_failed(&mut self, now: u64, err: i32) {
+        if err == MQTT_ERR_RAISED {
+            let mut len = 0usize;
+            let p = unsafe { mqtt_c_last_error(&mut len) };
+            let text = unsafe { core::slice::from_raw_parts(p as *const u8, len) };
+            let code = classify_tls_error(text);
+            self.lost(now, LostReason::Tls, code);
+        } else if self.transport == Transport::Up && !self.engine.is_connected() && self.scheme.is_tls() {
+            // a reset during the TLS handshake: the broker refused it
+            self.lost(now, LostReason::Tls, rc::TLS_PEER_REJECTED);
+        } else {
+            self.lost(now, LostReason::Io, 0);
+        }
     }
 
     fn open_transport(&mut self, now: u64) {
@@ -501,13 +591,50 @@ impl Client {
             mqtt_c_sock_open(self.host.0 as *const _, self.host.1, self.port, &mut sock, &mut fd, &mut what)
         };
         if r != 0 || sock.is_null() {
-            let reason = if r < 0 { LostReason::Dns } else { LostReason::Io };
-            self.engine.handle_transport_down(now, reason);
+            if r < 0 {
+                self.lost(now, LostReason::Dns, rc::DNS_FAILED);
+            } else {
+                self.lost(now, LostReason::Io, rc::CONNECT_FAILED);
+            }
             return;
         }
         self.sock = sock;
+        self.raw = sock;
         self.fd = fd;
         self.transport = Transport::Connecting;
+    }
+
+    /// TCP is up: TLS over it, then the WebSocket upgrade or MQTT's CONNECT.
+    fn tcp_up(&mut self, now: u64) {
+        if self.scheme.is_tls() {
+            let host = self.host();
+            let t = unsafe { mqtt_c_tls_wrap(self.tls_ctx, self.raw, host.as_ptr() as *const _, host.len()) };
+            if t.is_null() {
+                self.stream_failed(now, MQTT_ERR_RAISED);
+                return;
+            }
+            self.sock = t;
+        }
+        if self.scheme.is_websocket() {
+            for chunk in self.ws_key.chunks_mut(4) {
+                let m = Self::next_mask(&mut self.rng);
+                chunk.copy_from_slice(&m);
+            }
+            self.ws_up = UpgradeParser::new(&self.ws_key);
+            self.ws_dec = FrameDecoder::new(WS_MAX_FRAME);
+            let default_port = self.port == self.scheme.default_port();
+            let (host, path) = (self.host, self.path);
+            let host = unsafe { core::str::from_utf8_unchecked(core::slice::from_raw_parts(host.0, host.1)) };
+            let path = unsafe { core::str::from_utf8_unchecked(core::slice::from_raw_parts(path.0, path.1)) };
+            if !ws::encode_upgrade(&mut self.send, host, self.port, default_port, path, &self.ws_key) {
+                self.lost(now, LostReason::OutOfMemory, 0);
+                return;
+            }
+            self.transport = Transport::WsUpgrade;
+        } else {
+            self.transport = Transport::Up;
+            self.connect_params_up(now);
+        }
     }
 
     fn connect_params_up(&mut self, now: u64) {
@@ -545,15 +672,104 @@ impl Client {
                 password: pass,
                 will,
             };
-            self.engine.handle_transport_up(now, &params, &mut self.send);
+            if self.scheme.is_websocket() {
+                let rng = &mut self.rng;
+                let mut sink = WsSink::new(&mut self.send, || Self::next_mask(rng));
+                self.engine.handle_transport_up(now, &params, &mut sink);
+            } else {
+                self.engine.handle_transport_up(now, &params, &mut self.send);
+            }
         }
+    }
+
+    /// Feeds MQTT bytes to the engine; returns how many it took.
+    fn feed_mqtt(&mut self, now: u64, data_start: usize, data_end: usize) -> usize {
+        match self.rx.get(data_start..data_end) {
+            Some(d) => self.engine.handle_bytes(now, d, &mut Alloc),
+            None => 0,
+        }
+    }
+
+    /// Processes what is in `rx`; false when it must wait (events to deliver first).
+    fn process_rx(&mut self, now: u64) -> bool {
+        while self.rx_start < self.rx_end {
+            match self.transport {
+                Transport::WsUpgrade => {
+                    let data = self.rx.get(self.rx_start..self.rx_end).unwrap_or(&[]);
+                    match self.ws_up.feed(data) {
+                        Ok(Some(n)) => {
+                            self.rx_start += n;
+                            self.transport = Transport::Up;
+                            self.connect_params_up(now);
+                        }
+                        Ok(None) => self.rx_start = self.rx_end,
+                        Err(_) => {
+                            self.lost(now, LostReason::Protocol, rc::WEBSOCKET_FAILED);
+                            return true;
+                        }
+                    }
+                }
+                Transport::Up if self.scheme.is_websocket() => {
+                    let data = self.rx.get(self.rx_start..self.rx_end).unwrap_or(&[]);
+                    let (n, chunk) = match self.ws_dec.feed(data) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            let code = if matches!(e, ws::WsError::Closed(_)) { rc::CONNECTION_CLOSED } else { rc::WEBSOCKET_FAILED };
+                            self.lost(now, LostReason::Protocol, code);
+                            return true;
+                        }
+                    };
+                    match chunk {
+                        None => self.rx_start += n,
+                        Some(WsChunk::Data(d)) => {
+                            let dlen = d.len();
+                            let start = self.rx_start + n - dlen;
+                            let end = self.rx_start + n;
+                            let used = self.feed_mqtt(now, start, end);
+                            if used < dlen {
+                                self.ws_dec.unconsume(dlen - used);
+                                self.rx_start = end - (dlen - used);
+                                return false;
+                            }
+                            self.rx_start = end;
+                        }
+                        Some(WsChunk::Ping(p)) => {
+                            let mut buf = [0u8; ws::MAX_CONTROL_PAYLOAD];
+                            let len = p.len().min(buf.len());
+                            buf[..len].copy_from_slice(&p[..len]);
+                            self.rx_start += n;
+                            let mask = Self::next_mask(&mut self.rng);
+                            ws::encode_pong(&mut self.send, &buf[..len], mask);
+                        }
+                        Some(WsChunk::Pong) => self.rx_start += n,
+                        Some(WsChunk::Close(_)) => {
+                            self.rx_start += n;
+                            let mask = Self::next_mask(&mut self.rng);
+                            ws::encode_close(&mut self.send, ws::CLOSE_NO_STATUS, mask);
+                            self.flush(now);
+                            self.lost(now, LostReason::Closed, rc::CONNECTION_CLOSED);
+                            return true;
+                        }
+                    }
+                }
+                Transport::Up => {
+                    let used = self.feed_mqtt(now, self.rx_start, self.rx_end);
+                    self.rx_start += used;
+                    if used == 0 {
+                        return false;
+                    }
+                }
+                _ => return true,
+            }
+        }
+        true
     }
 
     /// Reads what the socket has (within a budget); false when nothing came.
     fn read_some(&mut self, now: u64) -> bool {
         let mut progress = false;
         let mut total = 0usize;
-        while self.transport == Transport::Up && total < READ_BUDGET {
+        while matches!(self.transport, Transport::Up | Transport::WsUpgrade) && total < READ_BUDGET {
             if self.rx_start == self.rx_end {
                 self.rx_start = 0;
                 self.rx_end = 0;
@@ -561,28 +777,27 @@ impl Client {
                 let n = unsafe { mqtt_c_sock_read(self.sock, self.rx.as_mut_ptr(), RX_SIZE, &mut err) };
                 if n < 0 {
                     if err as u32 != MQTT_EAGAIN as u32 {
-                        self.lost(now, LostReason::Io);
+                        self.stream_failed(now, err);
                         return true;
                     }
                     break;
                 }
                 if n == 0 {
-                    self.lost(now, LostReason::Closed);
+                    let code = if self.scheme.is_tls() && !self.engine.is_connected() {
+                        rc::TLS_PEER_REJECTED
+                    } else {
+                        rc::CONNECTION_CLOSED
+                    };
+                    self.lost(now, LostReason::Closed, code);
                     return true;
                 }
                 self.rx_end = n as usize;
                 total += n as usize;
                 progress = true;
             }
-            let data = match self.rx.get(self.rx_start..self.rx_end) {
-                Some(d) => d,
-                None => break,
-            };
-            let used = self.engine.handle_bytes(now, data, &mut Alloc);
-            if used == 0 && self.rx_start != self.rx_end {
+            if !self.process_rx(now) {
                 break; // events must be delivered first
             }
-            self.rx_start += used;
         }
         progress
     }
@@ -590,11 +805,24 @@ impl Client {
     /// Writes what the engine has to send; false when nothing moved.
     fn flush(&mut self, now: u64) -> bool {
         let mut progress = false;
-        while self.transport == Transport::Up {
+        while matches!(self.transport, Transport::Up | Transport::WsUpgrade) {
             if self.send_off >= self.send.len() {
                 self.send.clear();
                 self.send_off = 0;
-                while self.send.len() < WRITE_BATCH && self.engine.poll_transmit(now, &mut self.send) {}
+                if self.transport == Transport::Up {
+                    if self.scheme.is_websocket() {
+                        // one WebSocket frame per MQTT packet
+                        while self.send.len() < WRITE_BATCH {
+                            let rng = &mut self.rng;
+                            let mut sink = WsSink::new(&mut self.send, || Self::next_mask(rng));
+                            if !self.engine.poll_transmit(now, &mut sink) {
+                                break;
+                            }
+                        }
+                    } else {
+                        while self.send.len() < WRITE_BATCH && self.engine.poll_transmit(now, &mut self.send) {}
+                    }
+                }
                 if self.send.len() == 0 {
                     break;
                 }
@@ -604,11 +832,16 @@ impl Client {
             let n = unsafe { mqtt_c_sock_write(self.sock, data.as_ptr(), data.len(), &mut err) };
             if n < 0 {
                 if err as u32 != MQTT_EAGAIN as u32 {
-                    self.lost(now, LostReason::Io);
+                    self.stream_failed(now, err);
                     return true;
                 }
+                // Plain TCP: the socket is full. TLS: the socket may be writable
+                // while the handshake waits for the peer: then wait for input.
+                let f = unsafe { mqtt_c_sock_poll(self.raw, MQTT_STREAM_POLL_WR as usize) };
+                self.write_blocked = f & (MQTT_STREAM_POLL_WR as usize) == 0;
                 break;
             }
+            self.write_blocked = false;
             self.send_off += n as usize;
             progress = true;
         }
@@ -639,18 +872,17 @@ impl Client {
             Action::Idle => {}
         }
         if self.transport == Transport::Connecting {
-            let f = unsafe { mqtt_c_sock_poll(self.sock, (MQTT_STREAM_POLL_WR | MQTT_STREAM_POLL_RD) as usize) };
+            let f = unsafe { mqtt_c_sock_poll(self.raw, (MQTT_STREAM_POLL_WR | MQTT_STREAM_POLL_RD) as usize) };
             if f & ((MQTT_STREAM_POLL_ERR | MQTT_STREAM_POLL_HUP) as usize) != 0 {
-                self.lost(now, LostReason::Io);
+                self.lost(now, LostReason::Io, rc::CONNECT_FAILED);
                 return true;
             }
             if f & (MQTT_STREAM_POLL_WR as usize) != 0 {
-                self.transport = Transport::Up;
-                self.connect_params_up(now);
+                self.tcp_up(now);
                 progress = true;
             }
         }
-        if self.transport == Transport::Up {
+        if matches!(self.transport, Transport::Up | Transport::WsUpgrade) {
             progress |= self.read_some(now);
             progress |= self.flush(now);
         }
@@ -658,7 +890,34 @@ impl Client {
     }
 
     fn want_write(&self) -> bool {
-        self.transport == Transport::Connecting || self.send_off < self.send.len()
+        self.transport == Transport::Connecting || (self.send_off < self.send.len() && self.write_blocked)
+    }
+
+    /// The code on_connect reports for a failure the engine announced with rc -1.
+    fn failure_code(&mut self, reason: Option<LostReason>) -> i32 {
+        let code = core::mem::replace(&mut self.fail_code, 0);
+        if code != 0 {
+            return code;
+        }
+        match reason {
+            Some(r) => rc::lost_reason_code(r),
+            None => rc::FAILURE,
+        }
+    }
+}
+
+/// Which TLS failure the tls module's exception text describes.
+fn classify_tls_error(text: &[u8]) -> i32 {
+    let has = |needle: &[u8]| text.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle));
+    if has(b"Common Name") || has(b"CN") && has(b"match") || has(b"hostname") {
+        rc::TLS_NAME_MISMATCH
+    } else if has(b"not correctly signed") || has(b"trusted") || has(b"VERIFY_FAILED") || has(b"verif") {
+        rc::TLS_CERT_NOT_TRUSTED
+    } else if has(b"alert") || text.starts_with(b"OSError: ") {
+        // a fatal alert, or the broker closing or resetting the handshake
+        rc::TLS_PEER_REJECTED
+    } else {
+        rc::TLS_HANDSHAKE_FAILED
     }
 }
 
@@ -787,9 +1046,10 @@ pub unsafe fn pump(p: *mut Client) -> bool {
 
 unsafe fn dispatch(p: *mut Client, ev: Event<InMsg>) {
     match ev {
-        Event::Connect { rc, session_present, .. } => {
+        Event::Connect { rc, session_present, reason } => {
+            let code = if rc == rc::FAILURE { (*p).failure_code(reason) } else { rc };
             let cb = (*p).cbs[CB_CONNECT];
-            mqtt_c_call_connect(cb, rc as mp_int_t, session_present);
+            mqtt_c_call_connect(cb, code as mp_int_t, session_present);
         }
         Event::Message { msg, .. } => {
             let cb = (*p).cbs[CB_MESSAGE];

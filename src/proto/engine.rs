@@ -545,13 +545,17 @@ impl<H: Request, Q: Queue<Entry<H>>, M> Engine<H, Q, M> {
     pub fn publish(&mut self, _now: Instant, h: H, qos: QoS, retain: bool) -> Result<u32, i32> {
         codec::validate_topic_name(h.topic()).map_err(|e| e.rc())?;
         codec::publish_len(qos, h.topic().len(), h.payload().len()).map_err(|e| e.rc())?;
-        let slot = if qos == QoS::AtMostOnce {
-            self.state == ConnState::Connected && self.queued == 0
-        } else {
-            self.buffered == 0 && self.inflight < usize::from(self.config.max_inflight)
-        };
+        // While disconnected every message waits in the buffer (API.md): only
+        // a connected client puts a QoS 1/2 message straight into the window.
+        let slot = self.state == ConnState::Connected
+            && if qos == QoS::AtMostOnce {
+                self.queued == 0
+            } else {
+                self.buffered == 0 && self.inflight < usize::from(self.config.max_inflight)
+            };
         if !slot && self.buffered >= self.config.max_buffered {
-            return Err(if self.config.max_buffered == 0 && qos != QoS::AtMostOnce {
+            // -4 only where a window exists to be full: connected, no buffer.
+            return Err(if self.config.max_buffered == 0 && qos != QoS::AtMostOnce && self.state == ConnState::Connected {
                 rc::MAX_MESSAGES_INFLIGHT
             } else {
                 rc::MAX_BUFFERED_MESSAGES

@@ -24,6 +24,24 @@ pub const ZERO_LENGTH_WILL_TOPIC: i32 = -17;
 pub const COMMAND_IGNORED: i32 = -18;
 pub const MAX_BUFFERED_BOUND: i32 = -19;
 
+// Additions of this module (below Paho's range): why a connection attempt
+// failed or a connection was lost, so that `on_connect(rc)` and
+// `ErrorDescription(rc)` say what happened. -1 stays the generic failure.
+pub const DNS_FAILED: i32 = -20;
+pub const CONNECT_FAILED: i32 = -21;
+pub const CONNECTION_CLOSED: i32 = -22;
+pub const CONNACK_TIMEOUT: i32 = -23;
+pub const KEEPALIVE_TIMEOUT: i32 = -24;
+pub const PROTOCOL_ERROR: i32 = -25;
+pub const PACKET_TOO_LARGE: i32 = -26;
+pub const OUT_OF_MEMORY: i32 = -27;
+pub const TLS_HANDSHAKE_FAILED: i32 = -28;
+pub const TLS_CERT_NOT_TRUSTED: i32 = -29;
+pub const TLS_NAME_MISMATCH: i32 = -30;
+pub const TLS_PEER_REJECTED: i32 = -31;
+pub const TLS_NO_TRUST_STORE: i32 = -32;
+pub const WEBSOCKET_FAILED: i32 = -33;
+
 /// CONNACK return codes (positive `rc` of `on_connect`).
 pub const CONNACK_UNACCEPTABLE_PROTOCOL_VERSION: i32 = 1;
 pub const CONNACK_IDENTIFIER_REJECTED: i32 = 2;
@@ -55,12 +73,42 @@ pub fn description(code: i32) -> &'static str {
         ZERO_LENGTH_WILL_TOPIC => "zero-length will topic",
         COMMAND_IGNORED => "connect or disconnect command ignored",
         MAX_BUFFERED_BOUND => "invalid bound on buffered messages",
+        DNS_FAILED => "host name lookup failed",
+        CONNECT_FAILED => "TCP connection failed (refused, unreachable or reset)",
+        CONNECTION_CLOSED => "connection closed by the broker",
+        CONNACK_TIMEOUT => "no CONNACK from the broker in time",
+        KEEPALIVE_TIMEOUT => "keep-alive timeout: the broker stopped answering",
+        PROTOCOL_ERROR => "protocol error: malformed or unexpected packet from the broker",
+        PACKET_TOO_LARGE => "incoming packet larger than the client accepts",
+        OUT_OF_MEMORY => "out of memory",
+        TLS_HANDSHAKE_FAILED => "TLS handshake failed",
+        TLS_CERT_NOT_TRUSTED => "TLS: the broker's certificate is not trusted (verification failed)",
+        TLS_NAME_MISMATCH => "TLS: the broker's certificate does not match the host name",
+        TLS_PEER_REJECTED => "TLS: the broker rejected the handshake (client certificate missing or refused)",
+        TLS_NO_TRUST_STORE => "TLS: no trust_store given and no platform CA bundle",
+        WEBSOCKET_FAILED => "WebSocket: upgrade refused or WebSocket protocol error",
         CONNACK_UNACCEPTABLE_PROTOCOL_VERSION => "connection refused: unacceptable protocol version",
         CONNACK_IDENTIFIER_REJECTED => "connection refused: identifier rejected",
         CONNACK_SERVER_UNAVAILABLE => "connection refused: server unavailable",
         CONNACK_BAD_USERNAME_OR_PASSWORD => "connection refused: bad user name or password",
         CONNACK_NOT_AUTHORISED => "connection refused: not authorised",
         _ => "unknown error",
+    }
+}
+
+/// The code `on_connect` reports for a failed attempt or a lost connection.
+pub fn lost_reason_code(reason: LostReason) -> i32 {
+    match reason {
+        LostReason::Closed => CONNECTION_CLOSED,
+        LostReason::Io => CONNECT_FAILED,
+        LostReason::Dns => DNS_FAILED,
+        LostReason::Tls => TLS_HANDSHAKE_FAILED,
+        LostReason::Timeout => CONNACK_TIMEOUT,
+        LostReason::KeepAlive => KEEPALIVE_TIMEOUT,
+        LostReason::Protocol => PROTOCOL_ERROR,
+        LostReason::PacketTooLarge => PACKET_TOO_LARGE,
+        LostReason::OutOfMemory => OUT_OF_MEMORY,
+        LostReason::Refused => FAILURE,
     }
 }
 
