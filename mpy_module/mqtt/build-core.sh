@@ -39,7 +39,9 @@ for s in $syms; do
     keep+=(--keep-global-symbol="$s")
 done
 "$LD" -r "${undef[@]}" -o "$tmp/partial.o" "$lib"
-"$OBJCOPY" "${keep[@]}" "$tmp/partial.o" "$tmp/core.o"
+# No unwinding ever crosses the core (panic = "abort"): its unwind tables and
+# debug sections are dead weight in the firmware.
+"$OBJCOPY" "${keep[@]}" --remove-section=.eh_frame --strip-debug "$tmp/partial.o" "$tmp/core.o"
 # Cargo may hand back an archive with an old mtime: compare contents, and
 # only then touch the object the link depends on.
 if ! cmp -s "$tmp/core.o" "$out"; then
