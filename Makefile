@@ -74,7 +74,7 @@ distclean: clean
 
 # Fuzzing (cargo-fuzz + libFuzzer on the stable toolchain via RUSTC_BOOTSTRAP).
 # `make test` runs a bounded smoke run; `make fuzz` a long one.
-FUZZ_TARGETS := decoder engine
+FUZZ_TARGETS := decoder engine ws
 FUZZ_SECONDS ?= 15
 CARGO_FUZZ_VERSION := 0.13.2
 

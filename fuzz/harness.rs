@@ -242,3 +242,88 @@ pub fn engine(data: &[u8]) {
         assert!(e.is_active());
     }
 }
+
+/// One run of the WebSocket frame decoder over `data` fed in pieces of the
+/// sizes `split` gives; with `give_back`, part of every Data chunk is handed
+/// back with `unconsume` (as the binding does when the engine is full) and
+/// read again. Returns the payload bytes, ping payloads and the final result.
+fn ws_run(data: &[u8], split: &mut Split, give_back: bool) -> (Vec<u8>, Vec<Vec<u8>>, Result<(), ws::WsError>) {
+    let mut dec = ws::FrameDecoder::new(1 << 16);
+    let (mut payload, mut pings) = (Vec::new(), Vec::new());
+    let mut pos = 0usize;
+    let mut end = 0usize;
+    let mut guard = 0usize;
+    while pos < data.len() {
+        guard += 1;
+        assert!(guard < 10 * data.len() + 100, "ws decoder makes no progress");
+        if end <= pos {
+            end = (pos + split.next(64)).min(data.len());
+        }
+        let (n, chunk) = match dec.feed(&data[pos..end]) {
+            Ok(r) => r,
+            Err(e) => return (payload, pings, Err(e)),
+        };
+        assert!(n <= end - pos, "consumed more than given");
+        match chunk {
+            Some(ws::WsChunk::Data(d)) => {
+                let keep = if give_back && d.len() > 1 { d.len() / 2 } else { d.len() };
+                payload.extend_from_slice(&d[..keep]);
+                let back = d.len() - keep;
+                pos += n;
+                if back > 0 {
+                    assert!(dec.unconsume(back), "unconsume of a Data chunk's tail");
+                    pos -= back;
+                }
+            }
+            Some(ws::WsChunk::Ping(p)) => {
+                pings.push(p.to_vec());
+                pos += n;
+            }
+            Some(_) => pos += n,
+            None => {
+                assert_eq!(n, end - pos, "no chunk means all of the input was consumed");
+                pos += n;
+            }
+        }
+    }
+    (payload, pings, Ok(()))
+}
+
+/// WebSocket: the upgrade-response parser and the frame decoder over arbitrary
+/// bytes. Any split of the input, and giving back part of each Data chunk,
+/// yields the same payload bytes, pings and result.
+pub fn ws(data: &[u8]) {
+    let (s, rest) = seed(data);
+    // upgrade response parser: whole vs split
+    let key = [7u8; 16];
+    let mut whole = ws::UpgradeParser::new(&key);
+    let r_whole = whole.feed(rest);
+    let mut parts = ws::UpgradeParser::new(&key);
+    let mut split = Split(s);
+    let mut at = 0usize;
+    let mut r_parts: Result<Option<usize>, ws::WsError> = Ok(None);
+    while at < rest.len() {
+        let end = (at + split.next(32)).min(rest.len());
+        r_parts = parts.feed(&rest[at..end]);
+        match r_parts {
+            Ok(Some(n)) => {
+                r_parts = Ok(Some(at + n));
+                break;
+            }
+            Ok(None) => at = end,
+            Err(_) => break,
+        }
+    }
+    match (r_whole, r_parts) {
+        (Ok(Some(a)), Ok(Some(b))) => assert_eq!(a, b, "upgrade: same end of header block"),
+        (Err(a), Err(b)) => assert_eq!(a, b, "upgrade: same error"),
+        (Ok(None), Ok(None)) => {}
+        (a, b) => panic!("upgrade parser depends on the split: {a:?} vs {b:?}"),
+    }
+    // frames: three ways of feeding the same bytes
+    let a = ws_run(rest, &mut Split(1), false);
+    let b = ws_run(rest, &mut Split(s), false);
+    let c = ws_run(rest, &mut Split(s ^ 0x55), true);
+    assert_eq!(a, b, "frame decoding depends on the split");
+    assert_eq!(a, c, "frame decoding depends on unconsume");
+}

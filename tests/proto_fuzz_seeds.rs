@@ -1,5 +1,5 @@
 //! Replays every file of `fuzz/seeds/**` (and of `fuzz/artifacts/**` if present) through
-//! the decoder and engine fuzz harnesses, so inputs kept there are regression tests.
+//! the decoder, engine and WebSocket fuzz harnesses, so inputs kept there are regression tests.
 
 #[path = "../fuzz/harness.rs"]
 mod harness;
@@ -31,6 +31,7 @@ fn replay_fuzz_seeds() {
         let data = std::fs::read(f).unwrap();
         harness::decoder(&data);
         harness::engine(&data);
+        harness::ws(&data);
     }
     println!("replayed {} inputs", all.len());
 }
