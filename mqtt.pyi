@@ -9,9 +9,14 @@ module. The firmware stays alive after the main script returns while any
 client is connected, connecting or reconnecting; it exits once the last client
 is inactive (for example after ``disconnect()``).
 
-Current limitation: only ``tcp://`` and ``mqtt://`` URLs can connect. TLS
-(``ssl``, ``mqtts``, ``wss``) and WebSocket (``ws``, ``wss``) transports are
-not implemented yet: ``connect()`` raises ``MqttError`` -13 for them.
+Transports: ``tcp://`` and ``mqtt://`` (TCP), ``ssl://`` and ``mqtts://`` (TLS),
+``ws://`` (WebSocket, path from the URL, default ``/mqtt``) and ``wss://`` (WebSocket
+over TLS). TLS goes through the firmware's ``tls`` module (mbedtls) and always verifies
+the broker: against ``trust_store`` if given, else against the platform's CA bundle
+(host build: /etc/ssl/certs/ca-certificates.crt); without either ``connect()`` raises
+``MqttError`` -32. SNI and host name verification are always on; with an IP address as
+host only a certificate whose Common Name is that address matches (mbedtls 2.28: IP
+subjectAltNames are not matched), so use host names.
 """
 
 from typing import Any, Callable, Dict, Final, List, Optional, Tuple, TypedDict, Union
@@ -48,17 +53,22 @@ class _ConnectOptions(TypedDict, total=False):
     will_retain: bool
     """Addition: whether the broker retains the will message (bool or 0/1; default False)."""
     trust_store: _Buffer
-    """CA certificate(s), PEM or DER (TLS URLs only)."""
+    """CA certificate(s), PEM or DER, the broker's certificate must chain to (ssl, mqtts,
+    wss URLs only; otherwise ``TypeError``). Absent: the platform's CA bundle, or
+    ``MqttError`` -32 where the port has none. Unparsable data: ``ValueError`` at connect()."""
     key_store: _Buffer
-    """Client certificate chain, PEM, may hold the private key (TLS URLs only)."""
+    """Client certificate chain, PEM, may hold the private key too (TLS URLs only).
+    Unparsable data, or no key in it and no ``private_key``: ``ValueError`` at connect()."""
     private_key: _Buffer
-    """Client private key, PEM (TLS URLs only)."""
+    """Client private key, PEM (TLS URLs only; only together with ``key_store``, else
+    ``TypeError``)."""
     max_inflight: int
     """Addition: QoS 1/2 messages on the wire awaiting acknowledgement, 1..65535 (default 20)."""
     max_buffered: int
     """Addition: messages waiting in the client's buffer, >= 0 (default 100; negative:
-    ``MqttError`` -19). With 0, a QoS 1/2 publish that finds the in-flight window full raises
-    ``MqttError`` -4."""
+    ``MqttError`` -19). While not connected every publish waits in the buffer (-12 when
+    full; with 0, any publish while not connected raises -12). Connected with 0, a QoS 1/2
+    publish that finds the in-flight window full raises ``MqttError`` -4."""
 
 # on_connect(rc, flags): flags is {"session_present": bool} (False unless rc == 0).
 _OnConnect = Callable[[int, Dict[str, bool]], Any]
@@ -68,7 +78,8 @@ _OnSubscribe = Callable[[int, List[int]], Any]
 _OnUnsubscribe = Callable[[int], Any]
 
 def ErrorDescription(errno: int) -> str:
-    """Human-readable description of an MQTT error code (0, -1..-19) or a CONNACK code (1..5).
+    """Human-readable description of an MQTT error code (0, -1..-19, the connection failure
+    codes -20..-33) or a CONNACK code (1..5).
 
     Any other int gives "unknown error"; a non-int raises ``TypeError``.
     """
@@ -92,10 +103,19 @@ class MqttError(Exception):
     -3 the client is disconnected; -4 in-flight window full; -5 invalid UTF-8 string;
     -6 invalid None value; -7 topic contains a NUL character; -8 bad structure;
     -9 invalid QoS; -10 no more message ids; -11 operation discarded before completion;
-    -12 no more messages can be buffered; -13 TLS is not supported by this build;
-    -14 bad protocol (scheme) in URL; -15 bad MQTT option; -16 wrong MQTT version;
+    -12 no more messages can be buffered; -13 TLS is not supported by this build (not
+    produced); -14 bad protocol (scheme) in URL; -15 bad MQTT option; -16 wrong MQTT version;
     -17 zero-length will topic; -18 connect or disconnect command ignored;
     -19 invalid bound on buffered messages.
+
+    Additions of this module (``on_connect`` rc for a failed attempt or a lost connection;
+    -32 is raised by ``connect()``): -20 host name lookup failed; -21 TCP connection failed;
+    -22 connection closed by the broker; -23 no CONNACK in time; -24 keep-alive timeout;
+    -25 protocol error; -26 incoming packet too large; -27 out of memory; -28 TLS handshake
+    failed; -29 TLS certificate not trusted; -30 TLS certificate does not match the host
+    name; -31 TLS handshake rejected by the broker (client certificate missing or refused);
+    -32 no trust_store and no platform CA bundle; -33 WebSocket upgrade refused or
+    WebSocket protocol error.
     """
 
     errno: int
@@ -121,32 +141,41 @@ class MqttClient:
         """
         ...
 
-    def connect(self, on_connect: Optional[_OnConnect], options: Optional[_ConnectOptions] = ..., /) -> None:
-        """Starts connecting; returns at once.
+    def connect(self, on_connect: Optional[_OnConnect], options: Optional[_ConnectOptions] = None) -> None:
+        """Starts connecting; returns at once. Arguments may be given by keyword.
 
         ``on_connect(rc, flags)`` follows: rc 0 accepted (``flags["session_present"]``);
-        rc 1..5 refused by the broker (CONNACK code; permanent, no retry); rc -1 an attempt
-        failed or the connection was lost (the client retries after 1, 2, 4, 8, 16, 32 s,
-        then every 60 s); another negative rc when the connect parameters cannot be encoded
-        (no retry).
+        rc 1..5 refused by the broker (CONNACK code; permanent, no retry); rc -20..-33 (-1
+        if no other code fits) an attempt failed or the connection was lost, the code says
+        what (``ErrorDescription(rc)``); the client retries after 1, 2, 4, 8, 16, 32 s, then
+        every 60 s; another negative rc (-7, -8) when the connect parameters cannot be
+        encoded (no retry).
 
-        Raises ``TypeError`` for a bad option, ``MqttError`` -19 (max_buffered < 0),
+        For TLS URLs one TLS context is made here from trust_store/key_store/private_key.
+
+        Raises ``TypeError`` for a bad option (also: a TLS option with a non-TLS URL,
+        private_key without key_store), ``ValueError`` from the ``tls`` module for
+        certificate or key data it cannot parse, ``MqttError`` -19 (max_buffered < 0),
         -17 (empty will_topic), -7 (NUL in will_topic), -18 (already connected, connecting
-        or reconnecting), -13 (TLS or WebSocket URL: not implemented yet).
+        or reconnecting), -32 (TLS URL, no trust_store and no platform CA bundle).
         """
         ...
 
-    def publish(self, topic: str, message: _Buffer, qos: int, retain: bool = False, /) -> int:
+    def publish(self, topic: str, message: _Buffer, qos: int, retain: bool = False) -> int:
         """Queues a message and returns its mid (> 0), reported later to ``on_publish``.
 
         ``topic``: non-empty str without ``+``/``#``; ``message``: str, bytes or bytearray
-        (a bytearray is copied); ``qos``: 0..2; ``retain``: bool or 0/1, positional only.
-        Sent at once when possible, else buffered (also while disconnected, QoS 0 too) and
-        sent in order later.
+        (a bytearray is copied); ``qos``: 0..2; ``retain``: bool or 0/1. Arguments may be
+        given by keyword. While not connected every message (any QoS) waits in the buffer.
+        While connected: QoS 0 is sent at once if nothing waits before it; QoS 1/2 goes
+        into the in-flight window if it has room and the buffer is empty; otherwise the
+        message waits in the buffer. Buffered messages are sent in order later.
 
         Raises ``TypeError`` for a malformed argument, ``MqttError`` -7 (NUL in topic),
-        -12 (buffer full), -4 (in-flight window full with max_buffered 0), -8 (packet too
-        large), -10 (no packet id free).
+        -12 (the message must wait and the buffer holds max_buffered messages; with
+        max_buffered 0, any publish while not connected), -4 (connected, max_buffered 0,
+        QoS 1/2 and the in-flight window full), -8 (packet too large), -10 (no packet id
+        free).
         """
         ...
 
@@ -174,7 +203,7 @@ class MqttClient:
 
         Unfinished QoS 1/2 messages, buffered messages and unanswered subscriptions stay in
         the client and resume on the next ``connect()``. Raises ``MqttError`` -3 when the
-        client is not active (or already disconnecting).
+        client is not connected, connecting or reconnecting (or already disconnecting).
         """
         ...
 
@@ -185,7 +214,11 @@ class MqttClient:
     def on_message(self, callback: Optional[_OnMessage], /) -> None:
         """Registers ``callback(topic: str, message: bytearray)`` for received messages.
 
-        None removes it; a non-callable raises ``TypeError``.
+        None removes it; a non-callable raises ``TypeError``. An exception raised by a
+        callback is printed and the client goes on, except ``KeyboardInterrupt`` and
+        ``SystemExit``: they are raised again in the script (at its next bytecode or blocking
+        call), and ``sys.exit()`` in a callback ends the firmware with its exit code, even
+        while clients are connected.
         """
         ...
 

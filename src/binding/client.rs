@@ -478,6 +478,7 @@ impl Client {
         self.engine.set_config(config);
         self.opts = o;
         self.cbs[CB_CONNECT] = cb;
+        self.fail_code = 0;
         self.engine.connect(now()).map_err(ApiError::Mqtt)
     }
 
@@ -568,13 +569,13 @@ impl Client {
 
     /// A stream error: an errno, or a raised exception (TLS) whose text says what failed.
     fn stream_failed(&mut self, now: u64, err: i32) {
-        if err == MQTT_ERR_RAISED {
+        let handshaking = self.scheme.is_tls() && !self.engine.is_connected();
+        if err == MQTT_ERR_RAISED && handshaking {
             let mut len = 0usize;
             let p = unsafe { mqtt_c_last_error(&mut len) };
             let text = unsafe { core::slice::from_raw_parts(p as *const u8, len) };
-            let code = classify_tls_error(text);
-            self.lost(now, LostReason::Tls, code);
-        } else if self.transport == Transport::Up && !self.engine.is_connected() && self.scheme.is_tls() {
+            self.lost(now, LostReason::Tls, classify_tls_error(text));
+        } else if handshaking {
             // a reset during the TLS handshake: the broker refused it
             self.lost(now, LostReason::Tls, rc::TLS_PEER_REJECTED);
         } else {
@@ -911,7 +912,13 @@ fn classify_tls_error(text: &[u8]) -> i32 {
     let has = |needle: &[u8]| text.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle));
     if has(b"Common Name") || has(b"CN") && has(b"match") || has(b"hostname") {
         rc::TLS_NAME_MISMATCH
-    } else if has(b"not correctly signed") || has(b"trusted") || has(b"VERIFY_FAILED") || has(b"verif") {
+    } else if has(b"not correctly signed")
+        || has(b"trusted")
+        || has(b"VERIFY_FAILED")
+        || has(b"verif")
+        || has(b"expired")
+        || has(b"revoked")
+    {
         rc::TLS_CERT_NOT_TRUSTED
     } else if has(b"alert") || text.starts_with(b"OSError: ") {
         // a fatal alert, or the broker closing or resetting the handshake
@@ -1048,6 +1055,9 @@ unsafe fn dispatch(p: *mut Client, ev: Event<InMsg>) {
     match ev {
         Event::Connect { rc, session_present, reason } => {
             let code = if rc == rc::FAILURE { (*p).failure_code(reason) } else { rc };
+            if rc >= 0 {
+                (*p).fail_code = 0;
+            }
             let cb = (*p).cbs[CB_CONNECT];
             mqtt_c_call_connect(cb, code as mp_int_t, session_present);
         }

@@ -84,7 +84,7 @@ pub fn description(code: i32) -> &'static str {
         TLS_HANDSHAKE_FAILED => "TLS handshake failed",
         TLS_CERT_NOT_TRUSTED => "TLS: the broker's certificate is not trusted (verification failed)",
         TLS_NAME_MISMATCH => "TLS: the broker's certificate does not match the host name",
-        TLS_PEER_REJECTED => "TLS: the broker rejected the handshake (client certificate missing or refused)",
+        TLS_PEER_REJECTED => "TLS: the broker closed or rejected the handshake (client certificate missing or refused?)",
         TLS_NO_TRUST_STORE => "TLS: no trust_store given and no platform CA bundle",
         WEBSOCKET_FAILED => "WebSocket: upgrade refused or WebSocket protocol error",
         CONNACK_UNACCEPTABLE_PROTOCOL_VERSION => "connection refused: unacceptable protocol version",
