@@ -12,7 +12,12 @@ TOP := $(CURDIR)
 MICROPY_DIR ?= $(TOP)/micropython/src
 VARIANT_DIR := $(TOP)/micropython/variants/dl7450
 BUILD := $(TOP)/build
+# A tree given with MICROPY_DIR gets its own build folder.
+ifeq ($(MICROPY_DIR),$(TOP)/micropython/src)
 PORT_BUILD := $(BUILD)/unix
+else
+PORT_BUILD := $(BUILD)/unix-ext
+endif
 FIRMWARE := $(BUILD)/micropython
 VENV := $(TOP)/.venv
 PYTEST := $(VENV)/bin/pytest
