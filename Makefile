@@ -65,8 +65,13 @@ test: firmware venv test-rust fuzz-smoke test-e2e
 test-rust:
 	cargo test --quiet
 
+# Each folder in its own pytest run: their conftest modules share a name.
+E2E_SUITES := tests/e2e tests/transports tests/reliability tests/cmake
 test-e2e: firmware venv
-	MQTT_FIRMWARE=$(FIRMWARE) MICROPY_DIR=$(MICROPY_DIR) $(PYTEST) -q tests/e2e tests/cmake
+	@set -e; for suite in $(E2E_SUITES); do \
+	    echo "== $$suite"; \
+	    MQTT_FIRMWARE=$(FIRMWARE) MICROPY_DIR=$(MICROPY_DIR) $(PYTEST) -q $$suite; \
+	done
 
 demo: firmware
 	@tools/demo.sh $(FIRMWARE)
@@ -118,5 +123,8 @@ test-asan: mpy-cross venv
 	    USER_C_MODULES=$(TOP)/mpy_module -j$(JOBS) \
 	    CFLAGS_EXTRA="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
 	    LDFLAGS_EXTRA="-fsanitize=address,undefined" STRIP=
-	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	    MQTT_FIRMWARE=$(ASAN_BUILD)/micropython $(PYTEST) -q tests/e2e tests/reliability
+	@set -e; for suite in tests/e2e tests/transports tests/reliability; do \
+	    echo "== $$suite (ASan/UBSan firmware)"; \
+	    ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	        MQTT_FIRMWARE=$(ASAN_BUILD)/micropython $(PYTEST) -q $$suite; \
+	done
