@@ -129,19 +129,20 @@ static void *mqtt_waker_main(void *arg) {
             // a signal (time.sleep, the REPL's read): send one, and again with a
             // growing delay (a signal can land just before the call blocks),
             // until the scheduled pump has run.
+            pthread_mutex_lock(&mqtt_loop.lock);
             if (!mqtt_pump_pending()) {
-                pthread_mutex_lock(&mqtt_loop.lock);
                 mqtt_loop.kick = false;
                 pthread_mutex_unlock(&mqtt_loop.lock);
-                kick = false;
             } else {
+                int wait_ms = mqtt_loop.kick_ms;
+                if (mqtt_loop.kick_ms < 16) {
+                    mqtt_loop.kick_ms *= 2;
+                }
+                pthread_mutex_unlock(&mqtt_loop.lock);
                 pthread_kill(mqtt_loop.python_thread, mqtt_wake_signal());
-                uint64_t next = mqtt_c_ticks_ms() + (uint64_t)mqtt_loop.kick_ms;
+                uint64_t next = mqtt_c_ticks_ms() + (uint64_t)wait_ms;
                 if (next < deadline) {
                     deadline = next;
-                }
-                if (mqtt_loop.kick_ms < 100) {
-                    mqtt_loop.kick_ms *= 2;
                 }
             }
         }
@@ -188,18 +189,20 @@ static void *mqtt_waker_main(void *arg) {
 
 void mqtt_c_request_pump(void) {
     mqtt_schedule_pump();
-    if (mqtt_loop.started) {
-        pthread_mutex_lock(&mqtt_loop.lock);
-        bool was = mqtt_loop.kick;
-        mqtt_loop.kick = true;
-        if (!was) {
-            mqtt_loop.kick_ms = 1;
-        }
-        pthread_mutex_unlock(&mqtt_loop.lock);
-        if (!was) {
-            mqtt_pipe_poke(mqtt_loop.wake_pipe[1]);
-        }
-        mqtt_pipe_poke(mqtt_loop.main_pipe[1]);
+    if (!mqtt_loop.started) {
+        return;
+    }
+    // Called from the Python thread, which runs the scheduled pump at its
+    // next branch; the waker only has to cover a blocking call that comes
+    // first. It is woken once per burst of requests: while it is kicking it
+    // sees every new request at its next check (the interval restarts at 1 ms).
+    pthread_mutex_lock(&mqtt_loop.lock);
+    bool was = mqtt_loop.kick;
+    mqtt_loop.kick = true;
+    mqtt_loop.kick_ms = 1;
+    pthread_mutex_unlock(&mqtt_loop.lock);
+    if (!was) {
+        mqtt_pipe_poke(mqtt_loop.wake_pipe[1]);
     }
 }
 
@@ -259,7 +262,9 @@ void mqtt_c_watch(int slot, int fd, bool want_write, uint64_t deadline_ms) {
     }
     pthread_mutex_lock(&mqtt_loop.lock);
     mqtt_slot_t *s = &mqtt_loop.slots[slot];
-    bool changed = !s->armed || s->fd != fd || s->want_write != want_write || s->deadline != deadline_ms;
+    // A later deadline needs no wake-up: the waker wakes at the earlier one,
+    // finds nothing due and sleeps again.
+    bool changed = !s->armed || s->fd != fd || s->want_write != want_write || deadline_ms < s->deadline;
     s->fd = fd;
     s->want_write = want_write;
     s->deadline = deadline_ms;
