@@ -5,6 +5,7 @@
 #include "py/objarray.h"
 #include "py/objtuple.h"
 #include "py/objlist.h"
+#include "py/objint.h"
 #include "py/gc.h"
 #include "py/qstr.h"
 #include "mqtt.h"

@@ -54,6 +54,7 @@ static struct {
     pthread_t python_thread;
     bool started;
     bool kick;          // the pump is scheduled: interrupt the Python thread until it ran
+    volatile bool idle_loop; // the Python thread waits in mqtt_c_run_until_idle (main_pipe)
     int kick_ms;
     int wake_pipe[2];   // wakes the waker (new watch list)
     int main_pipe[2];   // wakes the atexit loop
@@ -177,7 +178,9 @@ static void *mqtt_waker_main(void *arg) {
         pthread_mutex_unlock(&mqtt_loop.lock);
         if (fire) {
             mqtt_schedule_pump();
-            mqtt_pipe_poke(mqtt_loop.main_pipe[1]);
+            if (mqtt_loop.idle_loop) {
+                mqtt_pipe_poke(mqtt_loop.main_pipe[1]);
+            }
             pthread_mutex_lock(&mqtt_loop.lock);
             mqtt_loop.kick = true;
             mqtt_loop.kick_ms = 1;
@@ -305,9 +308,14 @@ void mqtt_c_run_until_idle(void) {
             break;
         }
         struct pollfd p = { .fd = mqtt_loop.main_pipe[0], .events = POLLIN };
+        mqtt_loop.idle_loop = true;
+        __atomic_thread_fence(__ATOMIC_SEQ_CST); // pairs with the waker's scheduling
         MP_THREAD_GIL_EXIT();
-        poll(&p, 1, 60000);
+        if (!mqtt_pump_pending()) {
+            poll(&p, 1, 60000); // the waker's signal or pipe ends it
+        }
         MP_THREAD_GIL_ENTER();
+        mqtt_loop.idle_loop = false;
         mqtt_pipe_drain(mqtt_loop.main_pipe[0]);
     }
 }

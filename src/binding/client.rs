@@ -421,6 +421,11 @@ impl Client {
                         config.max_buffered = match int_value(v) {
                             Some(n) if n >= 0 => n as usize,
                             Some(_) => return Err(ApiError::Mqtt(rc::MAX_BUFFERED_BOUND)),
+                            // a big int: a huge bound is no bound; a negative one is -19
+                            None if is_big_int(v) && mp_obj_int_sign(v) < 0 => {
+                                return Err(ApiError::Mqtt(rc::MAX_BUFFERED_BOUND))
+                            }
+                            None if is_big_int(v) => usize::MAX,
                             None => return Err(ApiError::Type("max_buffered must be an int >= 0")),
                         }
                     }
