@@ -70,6 +70,7 @@ const char *mqtt_rs_error_description(mp_int_t code, size_t *len);
 mp_obj_t mqtt_c_new_str(const char *data, size_t len);
 mp_obj_t mqtt_c_new_bytes(const uint8_t *data, size_t len);
 mp_obj_t mqtt_c_new_bytearray(size_t len, uint8_t **items);
+mp_obj_t mqtt_c_new_tuple(size_t n, const mp_obj_t *items);
 
 // Callbacks: called with the exception printed and swallowed.
 void mqtt_c_call_connect(mp_obj_t cb, mp_int_t rc, bool session_present);

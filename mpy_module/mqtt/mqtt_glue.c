@@ -37,6 +37,16 @@ mp_obj_t mqtt_c_new_bytes(const uint8_t *data, size_t len) {
     return MP_OBJ_NULL;
 }
 
+mp_obj_t mqtt_c_new_tuple(size_t n, const mp_obj_t *items) {
+    nlr_buf_t nlr;
+    if (nlr_push(&nlr) == 0) {
+        mp_obj_t o = mp_obj_new_tuple(n, items);
+        nlr_pop();
+        return o;
+    }
+    return MP_OBJ_NULL;
+}
+
 mp_obj_t mqtt_c_new_bytearray(size_t len, uint8_t **items) {
     nlr_buf_t nlr;
     if (nlr_push(&nlr) == 0) {

@@ -508,11 +508,23 @@ impl Client {
 
     /// `subscribe(topics)` / `unsubscribe(topics)` -> mid
     pub unsafe fn subscribe(&mut self, topics: Obj, unsubscribe: bool) -> ApiResult<isize> {
-        let req = Req { a: topics, b: NULL };
         let n = validate_filters(topics, unsubscribe)?;
         if n == 0 {
             return Err(ApiError::Type("no topic filter given"));
         }
+        // A list may change after the call: the request keeps a tuple copy
+        // (its items are immutable str and (str, int) tuples).
+        let topics = match seq_items(topics) {
+            Some((items, false)) => {
+                let t = mqtt_c_new_tuple(items.len(), items.as_ptr());
+                if t.is_null() {
+                    return Err(ApiError::Memory);
+                }
+                t
+            }
+            _ => topics,
+        };
+        let req = Req { a: topics, b: NULL };
         let r = if unsubscribe {
             self.engine.unsubscribe(now(), req)
         } else {
