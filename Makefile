@@ -83,26 +83,31 @@ distclean: clean
 	rm -rf micropython/src micropython/download $(VENV)
 
 # Fuzzing (cargo-fuzz + libFuzzer on the stable toolchain via RUSTC_BOOTSTRAP).
-# `make test` runs a bounded smoke run; `make fuzz` a long one.
+# `make test` runs a bounded smoke run of every target; `make fuzz` a long one.
 FUZZ_TARGETS := decoder engine ws
-FUZZ_SECONDS ?= 15
+FUZZ_SECONDS ?= 600
+FUZZ_SMOKE_SECONDS ?= 15
 CARGO_FUZZ_VERSION := 0.13.2
+
+define run-fuzz
+	@cd fuzz && for t in $(FUZZ_TARGETS); do \
+	    mkdir -p corpus/$$t && \
+	    RUSTC_BOOTSTRAP=1 cargo fuzz run -O $$t corpus/$$t seeds/$$t -- \
+	        -max_total_time=$(1) -print_final_stats=1 2>&1 | \
+	        grep -E "^(Done|stat::number_of_executed_units)|ERROR|panicked|SUMMARY" ; \
+	    test $${PIPESTATUS[0]} -eq 0 || exit 1; \
+	done
+endef
 
 .PHONY: fuzz fuzz-smoke fuzz-tools
 fuzz-tools:
 	@command -v cargo-fuzz >/dev/null || cargo install --locked --quiet cargo-fuzz --version $(CARGO_FUZZ_VERSION)
 
 fuzz-smoke: fuzz-tools
-	@cd fuzz && for t in $(FUZZ_TARGETS); do \
-	    mkdir -p corpus/$$t && \
-	    RUSTC_BOOTSTRAP=1 cargo fuzz run -O $$t corpus/$$t seeds/$$t -- \
-	        -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 2>&1 | \
-	        grep -E "^(Done|stat::number_of_executed_units)|ERROR|panicked|SUMMARY" ; \
-	    test $${PIPESTATUS[0]} -eq 0 || exit 1; \
-	done
+	$(call run-fuzz,$(FUZZ_SMOKE_SECONDS))
 
-fuzz:
-	@$(MAKE) --no-print-directory fuzz-smoke FUZZ_SECONDS=$${FUZZ_SECONDS:-600}
+fuzz: fuzz-tools
+	$(call run-fuzz,$(FUZZ_SECONDS))
 
 # Performance: this module against umqtt.simple, paho-mqtt and mosquitto_pub.
 .PHONY: bench

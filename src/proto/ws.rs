@@ -12,7 +12,7 @@
 //! Binding loop, after the handshake (`UpgradeParser::feed` returned `Some(n)`: the bytes
 //! after `n` are already frame data):
 //!
-//! ```ignore
+//! ```text
 //! let mut pos = 0;
 //! while pos < buf.len() {
 //!     let (n, chunk) = dec.feed(&buf[pos..])?; // WsError: drop the connection
