@@ -1043,6 +1043,7 @@ unsafe fn validate_filters(topics: Obj, unsubscribe: bool) -> ApiResult<usize> {
 /// `p` is a live client. No Rust borrow of it is held while a callback runs, as
 /// a callback may call back into the client.
 pub unsafe fn pump(p: *mut Client) -> bool {
+    let mut busy = true;
     for _ in 0..64 {
         let t = now();
         let mut progress = (*p).drive(t);
@@ -1056,8 +1057,15 @@ pub unsafe fn pump(p: *mut Client) -> bool {
             dispatch(p, ev);
         }
         if !progress {
+            busy = false;
             break;
         }
+    }
+    if busy {
+        // Still work to do (e.g. TLS data already read from the socket, which
+        // the waker cannot see): let other clients and the script run, then
+        // come back.
+        mqtt_c_request_pump();
     }
     let c = &mut *p;
     let active = c.engine.is_active() || !c.sock.is_null();
