@@ -96,10 +96,10 @@ static void mqtt_pump_all(void) {
         }
         nlr_pop();
     } else {
-        // Nothing in the pump raises; a KeyboardInterrupt can only come from
-        // the VM, so pass it on after leaving the pump in a sane state.
-        mqtt_pumping = false;
-        nlr_jump(nlr.ret_val);
+        // Nothing in the pump raises (every call that can is protected). Should
+        // something still, hand it to the VM: the pump runs inside the
+        // scheduler, which must not be left by an exception.
+        mp_sched_exception(MP_OBJ_FROM_PTR(nlr.ret_val));
     }
     mqtt_pumping = false;
 }
