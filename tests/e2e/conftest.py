@@ -429,27 +429,72 @@ def peer(broker, make_peer):
 # scripted fake broker (raw bytes), for what mosquitto cannot produce
 
 
-class FakeBroker:
+class LoopbackServer:
+    """A listening socket on a free loopback port and an accept loop in a daemon
+    thread that hands each connection to `self._handle(conn)`: one at a time, or
+    each in its own thread when `threaded`. close() ends the loop and every
+    connection. The scripted servers of the test suites build on it."""
+
+    threaded = False
+
+    def __init__(self, backlog=16):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(backlog)
+        self.port = self.sock.getsockname()[1]
+        self.lock = threading.Lock()
+        self._stop = False
+        self._conns = []
+
+    def start(self):
+        self.t = threading.Thread(target=self._serve, daemon=True)
+        self.t.start()
+
+    def _serve(self):
+        self.sock.settimeout(0.1)
+        while not self._stop:
+            try:
+                c, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self._conns.append(c)
+            if self.threaded:
+                threading.Thread(target=self._handle, args=(c,), daemon=True).start()
+            else:
+                self._handle(c)
+
+    def _handle(self, c):
+        raise NotImplementedError
+
+    def close(self):
+        self._stop = True
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        for c in self._conns:
+            try:
+                c.close()
+            except OSError:
+                pass
+
+
+class FakeBroker(LoopbackServer):
     """Accepts connections on a loopback port; for each CONNECT it answers `connack`
     (raw bytes, default: refused with code 4) and closes (close_after) or keeps the
     connection, recording every packet and answering with respond(packet) if given."""
 
     def __init__(self, connack=b"\x20\x02\x00\x04", close_after=True, respond=None):
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
+        super().__init__(backlog=16)
         self.connack = connack
         self.close_after = close_after
         self.respond = respond    # close_after=False: respond(packet) -> bytes to send or None
         self.connections = []     # (monotonic time, first packet bytes)
         self.packets = []         # later packets (close_after=False)
-        self.lock = threading.Lock()
-        self._stop = False
-        self._conns = []
-        self.t = threading.Thread(target=self._serve, daemon=True)
-        self.t.start()
+        self.start()
 
     @property
     def url(self):
@@ -478,67 +523,46 @@ class FakeBroker:
             body += chunk
         return raw + body
 
-    def _serve(self):
-        self.sock.settimeout(0.1)
-        while not self._stop:
-            try:
-                c, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            self._conns.append(c)
-            c.settimeout(5)
-            try:
-                pkt = self._read_packet(c)
-            except OSError:
-                pkt = None
-            with self.lock:
-                self.connections.append((time.monotonic(), pkt))
-            if pkt and pkt[0] >> 4 == 1 and self.connack is not None:
-                try:
-                    c.sendall(self.connack)
-                except OSError:
-                    pass
-            if self.close_after:
-                try:
-                    time.sleep(0.05)
-                    c.close()
-                except OSError:
-                    pass
-            else:
-                # keep the connection: record every packet, answer nothing
-                c.settimeout(0.1)
-                while not self._stop:
-                    try:
-                        pkt = self._read_packet(c)
-                    except socket.timeout:
-                        continue
-                    except OSError:
-                        break
-                    if pkt is None:
-                        break
-                    with self.lock:
-                        self.packets.append(pkt)
-                    if self.respond:
-                        answer = self.respond(pkt)
-                        if answer:
-                            try:
-                                c.sendall(answer)
-                            except OSError:
-                                break
-
-    def close(self):
-        self._stop = True
+    def _handle(self, c):
+        c.settimeout(5)
         try:
-            self.sock.close()
+            pkt = self._read_packet(c)
         except OSError:
-            pass
-        for c in self._conns:
+            pkt = None
+        with self.lock:
+            self.connections.append((time.monotonic(), pkt))
+        if pkt and pkt[0] >> 4 == 1 and self.connack is not None:
             try:
+                c.sendall(self.connack)
+            except OSError:
+                pass
+        if self.close_after:
+            try:
+                time.sleep(0.05)
                 c.close()
             except OSError:
                 pass
+            return
+        # keep the connection: record every packet, answer with respond()
+        c.settimeout(0.1)
+        while not self._stop:
+            try:
+                pkt = self._read_packet(c)
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+            if pkt is None:
+                break
+            with self.lock:
+                self.packets.append(pkt)
+            if self.respond:
+                answer = self.respond(pkt)
+                if answer:
+                    try:
+                        c.sendall(answer)
+                    except OSError:
+                        break
 
 
 @pytest.fixture

@@ -260,7 +260,7 @@ def ws_read_frame(c):
     return fin, opcode, masked, bytes(b ^ mask[i % 4] for i, b in enumerate(data))
 
 
-class WsServer:
+class WsServer(e2e.LoopbackServer):
     """Accepts connections on a loopback port and records each HTTP upgrade request
     (`requests`: (monotonic time, request line, {header: value})). mode "accept": answers
     101 with the right Sec-WebSocket-Accept and `mqtt` subprotocol, then a CONNACK
@@ -268,38 +268,21 @@ class WsServer:
     mode "refuse": answers `refusal` (an HTTP 404) and closes. bad_accept: the 101 carries
     a Sec-WebSocket-Accept computed from another key."""
 
+    threaded = True
+
     def __init__(self, mode="accept",
                  refusal=b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
                  bad_accept=False):
+        super().__init__(backlog=8)
         self.mode = mode
         self.bad_accept = bad_accept   # answer 101 with a wrong Sec-WebSocket-Accept
         self.refusal = refusal
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.port = self.sock.getsockname()[1]
         self.requests = []
         self.frames = []
-        self.lock = threading.Lock()
-        self._stop = False
-        self._conns = []
-        threading.Thread(target=self._serve, daemon=True).start()
+        self.start()
 
     def url(self, path=""):
         return "ws://localhost:%d%s" % (self.port, path)
-
-    def _serve(self):
-        self.sock.settimeout(0.1)
-        while not self._stop:
-            try:
-                c, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            self._conns.append(c)
-            threading.Thread(target=self._handle, args=(c,), daemon=True).start()
 
     def _handle(self, c):
         c.settimeout(5)
@@ -345,18 +328,6 @@ class WsServer:
                     return
         except OSError:
             return
-
-    def close(self):
-        self._stop = True
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-        for c in self._conns:
-            try:
-                c.close()
-            except OSError:
-                pass
 
 
 @pytest.fixture
