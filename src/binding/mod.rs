@@ -3,9 +3,12 @@
 //! raises or panics: errors go back in an `mqtt_status_t` and the C side
 //! raises them, so a MicroPython exception never crosses a Rust frame.
 pub mod client;
+mod dispatch;
 pub mod ffi;
 pub mod mem;
 pub mod obj;
+mod options;
+mod transport;
 
 use client::{set_status, ApiError, Client};
 use core::mem::size_of;
@@ -118,7 +121,7 @@ pub unsafe extern "C" fn mqtt_rs_set_callback(rs: *mut core::ffi::c_void, which:
 #[no_mangle]
 pub unsafe extern "C" fn mqtt_rs_pump(rs: *mut core::ffi::c_void, self_: Obj) -> bool {
     let _ = self_;
-    client::pump(rs as *mut Client)
+    dispatch::pump(rs as *mut Client)
 }
 
 /// # Safety

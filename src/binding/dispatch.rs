@@ -1,0 +1,75 @@
+//! The pump: one client's timers, transport and engine events, and the
+//! engine's events turned into Python callbacks.
+use super::client::*;
+use super::ffi::*;
+use crate::proto::engine::Event;
+use crate::proto::rc;
+
+/// Runs one client: timers, transport, callbacks. Returns whether the client is
+/// still active.
+///
+/// # Safety
+/// `p` is a live client. No Rust borrow of it is held while a callback runs, as
+/// a callback may call back into the client.
+pub unsafe fn pump(p: *mut Client) -> bool {
+    let mut busy = true;
+    for _ in 0..64 {
+        let t = now();
+        let mut progress = (*p).drive(t);
+        loop {
+            let ev = (*p).engine.poll_event();
+            let ev = match ev {
+                Some(e) => e,
+                None => break,
+            };
+            progress = true;
+            dispatch(p, ev);
+        }
+        if !progress {
+            busy = false;
+            break;
+        }
+    }
+    if busy {
+        // Still work to do (e.g. TLS data already read from the socket, which
+        // the waker cannot see): let other clients and the script run, then
+        // come back.
+        mqtt_c_request_pump();
+    }
+    let c = &mut *p;
+    let active = c.engine.is_active() || !c.sock.is_null();
+    if active {
+        let deadline = c.engine.poll_timeout().unwrap_or(u64::MAX);
+        mqtt_c_watch(c.slot, c.fd, c.want_write(), deadline);
+    }
+    active
+}
+
+unsafe fn dispatch(p: *mut Client, ev: Event<InMsg>) {
+    match ev {
+        Event::Connect { rc, session_present, reason } => {
+            let code = if rc == rc::FAILURE { (*p).failure_code(reason) } else { rc };
+            if rc >= 0 {
+                (*p).fail_code = 0;
+            }
+            let cb = (*p).cbs[CB_CONNECT];
+            mqtt_c_call_connect(cb, code as mp_int_t, session_present);
+        }
+        Event::Message { msg, .. } => {
+            let cb = (*p).cbs[CB_MESSAGE];
+            mqtt_c_call_message(cb, msg.topic, msg.payload);
+        }
+        Event::Published { mid, rc } => {
+            let cb = (*p).cbs[CB_PUBLISH];
+            mqtt_c_call_ints(cb, 2, mid as mp_int_t, rc as mp_int_t);
+        }
+        Event::Subscribed { mid, granted } => {
+            let cb = (*p).cbs[CB_SUBSCRIBE];
+            mqtt_c_call_subscribe(cb, mid as mp_int_t, granted.as_ptr(), granted.len());
+        }
+        Event::Unsubscribed { mid } => {
+            let cb = (*p).cbs[CB_UNSUBSCRIBE];
+            mqtt_c_call_ints(cb, 1, mid as mp_int_t, 0);
+        }
+    }
+}
