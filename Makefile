@@ -4,6 +4,7 @@
 #   make demo       build, start a local mosquitto, run examples/workshop_app.py
 #   make test       everything: cargo test + end-to-end tests of the firmware
 #   make MICROPY_DIR=/path/to/micropython   build against an existing tree
+#   make device     build/device/firmware.elf: the device firmware (Cortex-M3, qemu)
 
 SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
@@ -72,6 +73,25 @@ test-e2e: firmware venv
 	    echo "== $$suite"; \
 	    MQTT_FIRMWARE=$(FIRMWARE) MICROPY_DIR=$(MICROPY_DIR) $(PYTEST) -q $$suite; \
 	done
+
+# The device firmware: MicroPython for the Cortex-M3 of an MPS2-AN385 board
+# (run under qemu by tools/device-run), with the mqtt module; and the same
+# firmware without the module, for size comparisons.
+DEVICE_DIR := $(TOP)/micropython/boards/MPS2_AN385
+DEVICE_BUILD := $(BUILD)/device
+DEVICE_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm rustc-web rust-web-src
+DEVICE_MAKE = $(MAKE) --no-print-directory -C $(DEVICE_DIR) MICROPY_TOP=$(MICROPY_DIR) -j$(JOBS)
+
+.PHONY: device device-stock device-deps test-device
+device-deps:
+	@tools/ensure-packages.sh $(DEVICE_PACKAGES)
+
+device: fetch device-deps
+	@$(DEVICE_MAKE) BUILD=$(DEVICE_BUILD) USER_C_MODULES=$(TOP)/mpy_module
+	@echo "device firmware: $(DEVICE_BUILD)/firmware.elf"
+
+device-stock: fetch device-deps
+	@$(DEVICE_MAKE) BUILD=$(BUILD)/device-stock
 
 demo: firmware
 	@tools/demo.sh $(FIRMWARE)

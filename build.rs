@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
-    for var in ["MQTT_MPY_CFLAGS", "MQTT_MPY_CWD", "MQTT_MPY_HEADER"] {
+    for var in ["MQTT_MPY_CFLAGS", "MQTT_MPY_CWD", "MQTT_MPY_HEADER", "CC"] {
         println!("cargo:rerun-if-env-changed={var}");
     }
     if env::var_os("CARGO_FEATURE_FIRMWARE").is_none() {
@@ -47,6 +47,13 @@ fn main() {
     if let Ok(target) = env::var("TARGET") {
         if env::var("HOST").ok().as_deref() != Some(target.as_str()) {
             args.push(format!("--target={target}"));
+            // clang has no C library for a bare-metal target: use the
+            // headers of the port's cross compiler (stdint.h, string.h, ...).
+            if let Ok(cc) = env::var("CC") {
+                for dir in cross_include_dirs(&cc) {
+                    args.push(format!("-isystem{dir}"));
+                }
+            }
         }
     }
 
@@ -67,4 +74,22 @@ fn main() {
         .expect("bindgen could not generate the MicroPython bindings");
     let out = PathBuf::from(env::var("OUT_DIR").unwrap()).join("mpy_bindings.rs");
     bindings.write_to_file(out).expect("write bindings");
+}
+
+/// The system include directories of a C compiler, from `CC -xc -E -v`.
+fn cross_include_dirs(cc: &str) -> Vec<String> {
+    let mut words = cc.split_whitespace();
+    let Some(prog) = words.next() else { return Vec::new() };
+    let out = std::process::Command::new(prog)
+        .args(words)
+        .args(["-xc", "-E", "-v", "/dev/null"])
+        .output();
+    let Ok(out) = out else { return Vec::new() };
+    let text = String::from_utf8_lossy(&out.stderr);
+    text.lines()
+        .skip_while(|l| !l.starts_with("#include <...> search starts here:"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("End of search list."))
+        .map(|l| l.trim().to_string())
+        .collect()
 }

@@ -21,6 +21,14 @@ if [ -n "${MQTT_RUST_TARGET:-}" ]; then
     args+=(--target "$MQTT_RUST_TARGET")
     libdir=$CARGO_TARGET_DIR/$MQTT_RUST_TARGET/release
 fi
+if [ -n "${MQTT_RUSTC:-}" ]; then
+    export RUSTC=$MQTT_RUSTC
+fi
+if [ -n "${MQTT_BUILD_STD:-}" ]; then
+    # The standard library built from source: a nightly feature of cargo.
+    export RUSTC_BOOTSTRAP=1
+    args+=("-Zbuild-std=$MQTT_BUILD_STD")
+fi
 [ -n "${V:-}" ] || args+=(-q)
 "$CARGO" "${args[@]}"
 
@@ -39,9 +47,11 @@ for s in $syms; do
     keep+=(--keep-global-symbol="$s")
 done
 "$LD" -r "${undef[@]}" -o "$tmp/partial.o" "$lib"
-# No unwinding ever crosses the core (panic = "abort"): its unwind tables and
-# debug sections are dead weight in the firmware.
-"$OBJCOPY" "${keep[@]}" --remove-section=.eh_frame --strip-debug "$tmp/partial.o" "$tmp/core.o"
+# No unwinding ever crosses the core (panic = "abort"): its unwind tables
+# (.eh_frame, ARM's .ARM.exidx/.ARM.extab) and debug sections are dead weight
+# in the firmware.
+"$OBJCOPY" "${keep[@]}" --remove-section=.eh_frame --remove-section='.ARM.exidx*' \
+    --remove-section='.ARM.extab*' --strip-debug "$tmp/partial.o" "$tmp/core.o"
 # Cargo may hand back an archive with an old mtime: compare contents, and
 # only then touch the object the link depends on.
 if ! cmp -s "$tmp/core.o" "$out"; then

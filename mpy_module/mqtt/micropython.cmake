@@ -16,7 +16,8 @@ add_library(usermod_mqtt INTERFACE)
 target_sources(usermod_mqtt INTERFACE
     ${MQTT_MOD_DIR}/modmqtt.c
     ${MQTT_MOD_DIR}/mqtt_glue.c
-    ${MQTT_MOD_DIR}/mqtt_loop.c
+    ${MQTT_MOD_DIR}/mqtt_loop_unix.c
+    ${MQTT_MOD_DIR}/mqtt_loop_bare.c
 )
 
 target_include_directories(usermod_mqtt INTERFACE

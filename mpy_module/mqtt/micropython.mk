@@ -9,12 +9,20 @@ MQTT_MOD_DIR := $(USERMOD_DIR)
 MQTT_CRATE_DIR := $(abspath $(MQTT_MOD_DIR)/../..)
 MQTT_CORE_OBJ := $(BUILD)/mqtt_core/mqtt_core.o
 
-SRC_USERMOD_C += $(MQTT_MOD_DIR)/modmqtt.c $(MQTT_MOD_DIR)/mqtt_glue.c $(MQTT_MOD_DIR)/mqtt_loop.c
+SRC_USERMOD_C += $(MQTT_MOD_DIR)/modmqtt.c $(MQTT_MOD_DIR)/mqtt_glue.c $(MQTT_MOD_DIR)/mqtt_loop_unix.c $(MQTT_MOD_DIR)/mqtt_loop_bare.c
 CFLAGS_USERMOD += -I$(MQTT_MOD_DIR) -DMICROPY_PY_MQTT=1
 LDFLAGS_USERMOD += $(MQTT_CORE_OBJ)
 
 # Target triple for cargo; empty means the host (the unix port).
 MQTT_RUST_TARGET ?=
+# For a target the Rust toolchain has no standard library for: the rustc to
+# use (one whose sysroot has the library's source) and the crates to build
+# from source (cargo's -Zbuild-std), e.g. MQTT_RUSTC=/usr/bin/rustc
+# MQTT_BUILD_STD=core.
+MQTT_RUSTC ?=
+MQTT_BUILD_STD ?=
+# Ports that do not set NM get the cross tool next to their compiler.
+MQTT_NM := $(if $(NM),$(NM),$(CROSS_COMPILE)nm)
 # The headers bindgen needs from the port's build.
 MQTT_GENHDRS := $(HEADER_BUILD)/qstrdefs.generated.h $(HEADER_BUILD)/root_pointers.h $(HEADER_BUILD)/moduledefs.h
 ifeq ($(MICROPY_ROM_TEXT_COMPRESSION),1)
@@ -28,7 +36,8 @@ $(MQTT_CORE_OBJ): $(MQTT_GENHDRS) FORCE
 	    MQTT_MPY_CWD='$(CURDIR)' \
 	    MQTT_MPY_HEADER='$(abspath $(MQTT_MOD_DIR)/mqtt_bindgen.h)' \
 	    MQTT_RUST_TARGET='$(MQTT_RUST_TARGET)' \
-	    CC='$(CC)' LD='$(LD)' OBJCOPY='$(OBJCOPY)' NM='$(NM)' \
+	    MQTT_RUSTC='$(MQTT_RUSTC)' MQTT_BUILD_STD='$(MQTT_BUILD_STD)' \
+	    CC='$(CC)' LD='$(LD)' OBJCOPY='$(OBJCOPY)' NM='$(MQTT_NM)' \
 	    $(MQTT_MOD_DIR)/build-core.sh '$(MQTT_CRATE_DIR)' '$(abspath $@)'
 
 # The shim's objects wait for the core, so the link sees a fresh object.

@@ -144,12 +144,26 @@ bool mqtt_pump_pending(void) {
 }
 #endif
 
-// For ports without the waker thread: call from the port's idle/event hook
-// (MICROPY_INTERNAL_EVENT_HOOK) or from Python as mqtt.poll().
+// The port's event hook: schedule the pump when a client's deadline has come
+// or its socket is ready. The pump itself runs from the scheduler, so every
+// callback runs there, never inside the hook.
 void mqtt_poll(void) {
-    mqtt_pump_all();
+    if (MP_STATE_VM(mqtt_active) == NULL || mqtt_pump_pending()) {
+        return;
+    }
+    if (mqtt_c_ticks_ms() >= mqtt_next_deadline_ms()) {
+        mqtt_schedule_pump();
+        return;
+    }
+    for (mqtt_client_obj_t *c = MP_STATE_VM(mqtt_active); c != NULL; c = c->next_active) {
+        if (mqtt_rs_ready(c->rs)) {
+            mqtt_schedule_pump();
+            return;
+        }
+    }
 }
 
+// mqtt.poll(): run the clients now (for scripts on ports without an event hook).
 static mp_obj_t mqtt_poll_obj_fun(void) {
     mqtt_pump_all();
     return mp_const_none;
@@ -160,10 +174,10 @@ bool mqtt_any_active(void) {
     return MP_STATE_VM(mqtt_active) != NULL;
 }
 
+#if MICROPY_PY_SYS_ATEXIT
 // Runs the clients until none is active, then the script's own sys.atexit
 // function: the firmware stays alive after the main script returns while a
 // client is connected or reconnecting, as on the device.
-void mqtt_c_run_until_idle(void);
 
 // The unix port calls the exit function without an exception handler: this
 // one must not raise. sys.exit() from a callback ends the process with its
@@ -201,15 +215,19 @@ static mp_obj_t mqtt_atexit(void) {
 static MP_DEFINE_CONST_FUN_OBJ_0(mqtt_atexit_obj, mqtt_atexit);
 
 static void mqtt_hook_atexit(void) {
-    #if MICROPY_PY_SYS_ATEXIT
     mp_obj_t cur = MP_STATE_VM(sys_exitfunc);
     if (cur != MP_OBJ_FROM_PTR(&mqtt_atexit_obj)) {
         // Keep the script's own atexit function and run it after ours.
         MP_STATE_VM(mqtt_user_exitfunc) = cur;
         MP_STATE_VM(sys_exitfunc) = MP_OBJ_FROM_PTR(&mqtt_atexit_obj);
     }
-    #endif
 }
+#else
+// Without sys.atexit the port's main loop calls mqtt_c_run_until_idle()
+// after the main script.
+static void mqtt_hook_atexit(void) {
+}
+#endif
 
 static void mqtt_set_active(mqtt_client_obj_t *self, bool active) {
     if (active == self->active) {

@@ -62,6 +62,7 @@ void mqtt_rs_set_callback(void *rs, mqtt_cb_t which, mp_obj_t cb, mqtt_status_t 
 // Drives one client: I/O, timers, callbacks. Returns true while the client is
 // active (connected, connecting or waiting to retry).
 bool mqtt_rs_pump(void *rs, mp_obj_t self);
+bool mqtt_rs_ready(void *rs);
 const char *mqtt_rs_error_description(mp_int_t code, size_t *len);
 
 // ---- implemented in C ---------------------------------------------------------
@@ -109,5 +110,25 @@ int mqtt_c_slot_alloc(void);
 void mqtt_c_slot_free(int slot);
 // Asks for the pump to run soon (from the Python thread).
 void mqtt_c_request_pump(void);
+// Runs the clients until none is active (after the main script).
+void mqtt_c_run_until_idle(void);
+
+// The event loop as a port sees it (README, "Porting notes").
+#ifndef MQTT_MAX_CLIENTS
+#define MQTT_MAX_CLIENTS (32)
+#endif
+// From the port's event hook (MICROPY_INTERNAL_EVENT_HOOK): schedules the pump
+// when a client's deadline has come or its socket is ready. Cheap when idle.
+void mqtt_poll(void);
+// From an interrupt (a timer tick, a network interrupt): schedules the pump
+// when a client's deadline has come. Touches no MicroPython object.
+void mqtt_poll_isr(void);
+// The earliest deadline of any client, in mqtt_c_ticks_ms() time
+// (UINT64_MAX: none): the port's idle wait sleeps no longer than this.
+uint64_t mqtt_next_deadline_ms(void);
+// Whether any client is connected or reconnecting.
+bool mqtt_any_active(void);
+void mqtt_schedule_pump(void);
+bool mqtt_pump_pending(void);
 
 #endif // MICROPY_INCLUDED_MQTT_H

@@ -45,6 +45,29 @@ pub unsafe fn pump(p: *mut Client) -> bool {
     active
 }
 
+/// Whether the client has something to do now: its deadline has come, or its
+/// socket is ready for what the client waits for. For event hooks of ports
+/// without a waker thread.
+///
+/// # Safety
+/// `p` is a live client.
+pub unsafe fn ready(p: *const Client) -> bool {
+    let c = &*p;
+    if c.engine.poll_timeout().is_some_and(|d| d <= now()) {
+        return true;
+    }
+    if c.sock.is_null() {
+        return false;
+    }
+    let mut want = MQTT_STREAM_POLL_RD as usize;
+    if c.want_write() {
+        want |= MQTT_STREAM_POLL_WR as usize;
+    }
+    // The TCP socket while connecting, else the stream MQTT bytes come from.
+    let s = if c.transport == Transport::Connecting { c.raw } else { c.sock };
+    mqtt_c_sock_poll(s, want) != 0
+}
+
 unsafe fn dispatch(p: *mut Client, ev: Event<InMsg>) {
     match ev {
         Event::Connect { rc, session_present, reason } => {

@@ -125,6 +125,13 @@ pub unsafe extern "C" fn mqtt_rs_pump(rs: *mut core::ffi::c_void, self_: Obj) ->
 }
 
 /// # Safety
+/// `rs` is a live client.
+#[no_mangle]
+pub unsafe extern "C" fn mqtt_rs_ready(rs: *mut core::ffi::c_void) -> bool {
+    dispatch::ready(rs as *const Client)
+}
+
+/// # Safety
 /// `len` is writable.
 #[no_mangle]
 pub unsafe extern "C" fn mqtt_rs_error_description(code: isize, len: *mut usize) -> *const core::ffi::c_char {

@@ -10,8 +10,7 @@
  * the script runs, sleeps in time.sleep_ms() or computes, the VM runs the
  * pump by itself. A quiet connection costs no CPU: the waker sleeps in poll().
  *
- * Without threads, the port calls mqtt_poll() from its idle/event hook (or
- * the script calls mqtt.poll()); the deadlines are then checked there.
+ * Ports without threads use mqtt_loop_bare.c instead.
  */
 #include <string.h>
 
@@ -20,15 +19,6 @@
 #include "mqtt.h"
 
 #if MICROPY_PY_MQTT
-
-#ifndef MQTT_MAX_CLIENTS
-#define MQTT_MAX_CLIENTS (32)
-#endif
-
-void mqtt_poll(void);
-bool mqtt_any_active(void);
-void mqtt_schedule_pump(void);
-bool mqtt_pump_pending(void);
 
 #if MICROPY_PY_THREAD && defined(__unix__)
 
@@ -301,6 +291,23 @@ void mqtt_c_slot_free(int slot) {
     mqtt_pipe_poke(mqtt_loop.wake_pipe[1]);
 }
 
+uint64_t mqtt_next_deadline_ms(void) {
+    uint64_t next = UINT64_MAX;
+    pthread_mutex_lock(&mqtt_loop.lock);
+    for (int i = 0; i < MQTT_MAX_CLIENTS; i++) {
+        mqtt_slot_t *s = &mqtt_loop.slots[i];
+        if (s->used && s->armed && s->deadline < next) {
+            next = s->deadline;
+        }
+    }
+    pthread_mutex_unlock(&mqtt_loop.lock);
+    return next;
+}
+
+void mqtt_poll_isr(void) {
+    // The waker thread watches the deadlines.
+}
+
 void mqtt_c_run_until_idle(void) {
     while (mqtt_any_active()) {
         mp_handle_pending(true);
@@ -317,61 +324,6 @@ void mqtt_c_run_until_idle(void) {
         MP_THREAD_GIL_ENTER();
         mqtt_loop.idle_loop = false;
         mqtt_pipe_drain(mqtt_loop.main_pipe[0]);
-    }
-}
-
-#else // no threads: the port drives mqtt_poll()
-
-static struct {
-    bool used;
-} mqtt_slots[MQTT_MAX_CLIENTS];
-
-uint64_t mqtt_c_ticks_ms(void) {
-    static uint64_t hi;
-    static mp_uint_t last;
-    mp_uint_t t = mp_hal_ticks_ms();
-    if (t < last) {
-        hi += (uint64_t)1 << (8 * sizeof(mp_uint_t) > 32 ? 32 : 8 * sizeof(mp_uint_t));
-    }
-    last = t;
-    return hi + t;
-}
-
-int mqtt_c_slot_alloc(void) {
-    for (int i = 0; i < MQTT_MAX_CLIENTS; i++) {
-        if (!mqtt_slots[i].used) {
-            mqtt_slots[i].used = true;
-            return i;
-        }
-    }
-    return -1;
-}
-
-void mqtt_c_watch(int slot, int fd, bool want_write, uint64_t deadline_ms) {
-    (void)slot;
-    (void)fd;
-    (void)want_write;
-    (void)deadline_ms;
-}
-
-void mqtt_c_unwatch(int slot) {
-    (void)slot;
-}
-
-void mqtt_c_slot_free(int slot) {
-    if (slot >= 0 && slot < MQTT_MAX_CLIENTS) {
-        mqtt_slots[slot].used = false;
-    }
-}
-
-void mqtt_c_request_pump(void) {
-    mqtt_schedule_pump();
-}
-
-void mqtt_c_run_until_idle(void) {
-    while (mqtt_any_active()) {
-        mqtt_poll();
-        mp_event_wait_ms(10);
     }
 }
 
