@@ -198,9 +198,13 @@ extern bool mqtt_exit_requested;
 static mp_obj_t mqtt_atexit(void) {
     nlr_buf_t nlr;
     if (nlr_push(&nlr) == 0) {
+        // Callbacks still scheduled when the script ended run first.
+        mp_handle_pending(true);
         if (!mqtt_exit_requested) {
             mqtt_c_run_until_idle();
         }
+        // A Ctrl-C or sys.exit() from such a callback is pending: raise it.
+        mp_handle_pending(true);
         mp_obj_t user = MP_STATE_VM(mqtt_user_exitfunc);
         MP_STATE_VM(mqtt_user_exitfunc) = mp_const_none;
         if (user != MP_OBJ_NULL && mp_obj_is_callable(user)) {

@@ -67,6 +67,13 @@ mp_obj_t mqtt_c_new_bytearray(size_t len, uint8_t **items) {
 
 bool mqtt_exit_requested;
 
+// Ctrl-C and sys.exit(): the user's, never a callback's or a stream's failure.
+static bool mqtt_is_user_exit(mp_obj_t exc) {
+    const mp_obj_type_t *t = mp_obj_get_type(exc);
+    return mp_obj_is_subclass_fast(MP_OBJ_FROM_PTR(t), MP_OBJ_FROM_PTR(&mp_type_KeyboardInterrupt))
+           || mp_obj_is_subclass_fast(MP_OBJ_FROM_PTR(t), MP_OBJ_FROM_PTR(&mp_type_SystemExit));
+}
+
 static void mqtt_call_protected(mp_obj_t cb, size_t n, const mp_obj_t *args) {
     if (cb == MP_OBJ_NULL || cb == mp_const_none) {
         return;
@@ -77,8 +84,7 @@ static void mqtt_call_protected(mp_obj_t cb, size_t n, const mp_obj_t *args) {
         nlr_pop();
     } else {
         mp_obj_t exc = MP_OBJ_FROM_PTR(nlr.ret_val);
-        if (mp_obj_is_subclass_fast(MP_OBJ_FROM_PTR(mp_obj_get_type(exc)), MP_OBJ_FROM_PTR(&mp_type_KeyboardInterrupt))
-            || mp_obj_is_subclass_fast(MP_OBJ_FROM_PTR(mp_obj_get_type(exc)), MP_OBJ_FROM_PTR(&mp_type_SystemExit))) {
+        if (mqtt_is_user_exit(exc)) {
             // Ctrl-C and sys.exit() are the user's, not the callback's failure:
             // the VM raises them in the script once the pump is done (the
             // pump itself runs inside the scheduler and must return normally).
@@ -138,6 +144,18 @@ void mqtt_c_call_subscribe(mp_obj_t cb, mp_int_t mid, const uint8_t *granted, si
         return;
     }
     mqtt_call_protected(cb, 2, args);
+}
+
+// A stream written in Python (io.IOBase) runs VM code, which raises a pending
+// Ctrl-C or sys.exit() at its first branch. That exception is handed back to
+// the VM, and the stream call reports "try again": the connection is not to
+// blame.
+static bool mqtt_requeue_user_exit(mp_obj_t exc) {
+    if (!mqtt_is_user_exit(exc)) {
+        return false;
+    }
+    mp_sched_exception(exc);
+    return true;
 }
 
 /******************************************************************************/
@@ -234,6 +252,7 @@ int mqtt_c_sock_open(const char *host, size_t host_len, uint16_t port, mp_obj_t 
         nlr_pop();
         return 0;
     } else {
+        mqtt_requeue_user_exit(MP_OBJ_FROM_PTR(nlr.ret_val));
         int err = mqtt_oserror_errno(MP_OBJ_FROM_PTR(nlr.ret_val), what);
         if (*sock != MP_OBJ_NULL) {
             mqtt_c_sock_close(*sock);
@@ -272,6 +291,10 @@ mp_int_t mqtt_c_sock_read(mp_obj_t sock, uint8_t *buf, size_t len, int *err) {
         nlr_pop();
         return r == MP_STREAM_ERROR ? -1 : (mp_int_t)r;
     }
+    if (mqtt_requeue_user_exit(MP_OBJ_FROM_PTR(nlr.ret_val))) {
+        *err = MP_EAGAIN;
+        return -1;
+    }
     mqtt_remember_exception(MP_OBJ_FROM_PTR(nlr.ret_val));
     *err = MQTT_ERR_RAISED;
     return -1;
@@ -283,6 +306,10 @@ mp_int_t mqtt_c_sock_write(mp_obj_t sock, const uint8_t *buf, size_t len, int *e
         mp_uint_t r = mp_get_stream(sock)->write(sock, buf, len, err);
         nlr_pop();
         return r == MP_STREAM_ERROR ? -1 : (mp_int_t)r;
+    }
+    if (mqtt_requeue_user_exit(MP_OBJ_FROM_PTR(nlr.ret_val))) {
+        *err = MP_EAGAIN;
+        return -1;
     }
     mqtt_remember_exception(MP_OBJ_FROM_PTR(nlr.ret_val));
     *err = MQTT_ERR_RAISED;
@@ -381,6 +408,9 @@ uintptr_t mqtt_c_sock_poll(mp_obj_t sock, uintptr_t flags) {
         nlr_pop();
         return r == MP_STREAM_ERROR ? MP_STREAM_POLL_ERR : r;
     }
+    if (mqtt_requeue_user_exit(MP_OBJ_FROM_PTR(nlr.ret_val))) {
+        return 0;
+    }
     return MP_STREAM_POLL_ERR;
 }
 
@@ -390,6 +420,8 @@ void mqtt_c_sock_close(mp_obj_t sock) {
         int err;
         mp_get_stream(sock)->ioctl(sock, MP_STREAM_CLOSE, 0, &err);
         nlr_pop();
+    } else {
+        mqtt_requeue_user_exit(MP_OBJ_FROM_PTR(nlr.ret_val));
     }
 }
 

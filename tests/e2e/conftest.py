@@ -9,6 +9,11 @@ Pieces (all torn down at the end of each test):
 - `fake_broker`: a scripted raw-socket broker, only for what mosquitto cannot do;
 - `repl`: the firmware's REPL driven through a pseudo-terminal.
 
+With MQTT_TARGET=device, scripts run on the device firmware under qemu
+(tools/device-run) instead of the host firmware, and tests that need what the
+device firmware does not have (a network, a REPL on a terminal, the host's
+command line) are skipped: `make test` runs the device-capable files that way.
+
 Firmware scripts get a small prelude (see PRELUDE) with the variables a test passes
 (`URL`, ...) and a `wait_until(cond, ms)` helper; they print lines the tests parse.
 """
@@ -20,6 +25,7 @@ import select
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -32,8 +38,37 @@ MOSQUITTO = os.environ.get("MOSQUITTO", "/usr/sbin/mosquitto")
 MOSQUITTO_PASSWD = os.environ.get("MOSQUITTO_PASSWD", "/usr/bin/mosquitto_passwd")
 
 
+TARGET = os.environ.get("MQTT_TARGET", "host")
+DEVICE_RUN = REPO / "tools" / "device-run"
+DEVICE_FIRMWARE = os.environ.get("MQTT_DEVICE_FIRMWARE") or str(REPO / "build" / "device" / "firmware.elf")
+ON_DEVICE = TARGET == "device"
+# Fixtures the device firmware cannot serve yet: it has no network stack.
+HOST_ONLY_FIXTURES = {"broker", "auth_broker", "peer", "make_peer", "fake_broker", "repl"}
+
+
+def firmware_command(script_path):
+    """The command that runs a script file on the firmware under test."""
+    if ON_DEVICE:
+        return [sys.executable, str(DEVICE_RUN), "--firmware", DEVICE_FIRMWARE, "--timeout", "300",
+                str(script_path)]
+    return [FIRMWARE, str(script_path)]
+
+
 def pytest_report_header(config):
-    return "firmware: %s" % FIRMWARE
+    return "firmware: %s" % (DEVICE_FIRMWARE + " (device, qemu)" if ON_DEVICE else FIRMWARE)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "host_only: needs the host firmware (command line, files, threads)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if not ON_DEVICE:
+        return
+    skip = pytest.mark.skip(reason="needs a network, a terminal REPL or the host's command line")
+    for item in items:
+        if item.get_closest_marker("host_only") or HOST_ONLY_FIXTURES & set(item.fixturenames):
+            item.add_marker(skip)
 
 
 def free_port():
@@ -286,7 +321,7 @@ class _Runner:
 
     def spawn(self, script, vars=None, env=None):
         path = self._write(script, vars)
-        p = FwProc([FIRMWARE, str(path)], env=self._env(env))
+        p = FwProc(firmware_command(path), env=self._env(env))
         self.procs.append(p)
         return p
 

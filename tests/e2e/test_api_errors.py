@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from conftest import FIRMWARE, free_port
+from conftest import FIRMWARE, firmware_command, free_port
 
 # (id, Python expression evaluated in the firmware, expected outcome)
 #   'ok'                 any return value
@@ -229,7 +229,7 @@ def results(tmp_path_factory):
     lines.append("print('ALL DONE')")
     path = tmp_path_factory.mktemp("args") / "args.py"
     path.write_text("\n".join(lines) + "\n")
-    p = subprocess.run([FIRMWARE, str(path)], capture_output=True, text=True, timeout=30)
+    p = subprocess.run(firmware_command(path), capture_output=True, text=True, timeout=30)
     res = {}
     for line in p.stdout.splitlines():
         m = re.match(r"CASE (\S+) (.*)$", line)

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import FIRMWARE
+from conftest import FIRMWARE, firmware_command
 
 # The API.md error table: code -> words its description must contain (case-insensitive
 # regex), so that a shifted or mixed-up numbering is caught, not just "some text".
@@ -51,6 +51,7 @@ def fw_eval(run_fw, code):
     return out
 
 
+@pytest.mark.host_only
 def test_command_line_import():
     # The "Done when" line of issue 2, verbatim.
     p = subprocess.run([FIRMWARE, "-c", "import mqtt; print(mqtt.QOS2, mqtt.ErrorDescription(-3))"],
@@ -249,7 +250,7 @@ def ctor_results(tmp_path_factory):
         lines.append("print(%r, outcome(lambda: mqtt.MqttClient(%s)))" % (cid, args))
     path = tmp_path_factory.mktemp("ctor") / "ctor.py"
     path.write_text("\n".join(lines) + "\n")
-    p = subprocess.run([FIRMWARE, str(path)], capture_output=True, text=True, timeout=15)
+    p = subprocess.run(firmware_command(path), capture_output=True, text=True, timeout=15)
     res = {}
     for line in p.stdout.splitlines():
         k, _, v = line.partition(" ")
