@@ -144,6 +144,9 @@ def pki(tmp_path_factory):
     _make_leaf(d, "server_ip", "localhost", "ca", SERVER_EXT + "DNS:localhost,IP:127.0.0.1,IP:::1\n")
     _make_leaf(d, "server_expired", "localhost", "ca", SERVER_EXT + "DNS:localhost,IP:127.0.0.1,IP:::1\n",
                validity=("20200101000000Z", "20200201000000Z"))
+    # the Common Name counts only without subjectAltNames
+    _make_leaf(d, "server_cn_only", "localhost", "ca", SERVER_EXT.rsplit("\n", 1)[0] + "\n")
+    _make_leaf(d, "server_other_san", "localhost", "ca", SERVER_EXT + "DNS:broker.invalid\n")
     _make_leaf(d, "client", "dl7450-client", "ca",
                "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
                "extendedKeyUsage=clientAuth\n")
@@ -210,12 +213,15 @@ def free_port6():
 
 class AddressBroker(e2e.Broker):
     """mosquitto with a listener for each (cert, kind, family): cert "ip" (DNS:localhost,
-    IP:127.0.0.1, IP:::1), "dns" (DNS:localhost only) or "expired" (like "ip", expired);
+    IP:127.0.0.1, IP:::1), "dns" (DNS:localhost only), "expired" (like "ip", expired),
+    "cn_only" (CN=localhost, no subjectAltName) or "other_san" (CN=localhost,
+    DNS:broker.invalid);
     kind "tls", "mtls" (require_certificate) or "wss"; family 4 (127.0.0.1) or 6 (::1,
     only with HAVE_IPV6). `url(kind, host, cert)` picks the family from the host
     (localhost: the firmware prefers IPv4)."""
 
-    LISTENERS = [("ip", "tls"), ("ip", "mtls"), ("ip", "wss"), ("dns", "tls"), ("expired", "tls")]
+    LISTENERS = [("ip", "tls"), ("ip", "mtls"), ("ip", "wss"), ("dns", "tls"), ("expired", "tls"),
+                 ("cn_only", "tls"), ("other_san", "tls")]
 
     def __init__(self, workdir, pki, name="abroker"):
         self.ports = {}
@@ -224,7 +230,7 @@ class AddressBroker(e2e.Broker):
             for cert, kind in self.LISTENERS:
                 port = free_port() if family == 4 else free_port6()
                 self.ports[cert, kind, family] = port
-                server = {"ip": "server_ip", "dns": "server", "expired": "server_expired"}[cert]
+                server = {"dns": "server"}.get(cert, "server_" + cert)
                 conf += ["listener %d %s" % (port, "127.0.0.1" if family == 4 else "::1"),
                          "cafile %s" % pki.path("ca.pem"), "certfile %s" % pki.path(server + ".pem"),
                          "keyfile %s" % pki.path(server + ".key")]

@@ -7,30 +7,16 @@ import re
 import pytest
 
 from conftest import HAVE_IPV6
-from transports_support import CONNECT_LOG, connects
+from transports_support import attempts
 
 NO_IPV6 = pytest.mark.skipif(not HAVE_IPV6, reason="no IPv6 on loopback (::1)")
 HOSTS = [pytest.param("127.0.0.1", id="ipv4"), pytest.param("[::1]", id="ipv6", marks=NO_IPV6),
          pytest.param("localhost", id="name")]
-ADDRESSES = [h for h in HOSTS if h.id != "name"]
-
-FIRST_ATTEMPT = CONNECT_LOG + r'''
-c = mqtt.MqttClient(URL, CID)
-c.connect(on_connect, OPTS)
-wait_until(lambda: events, 10000)
-print('CONNECTED', c.is_connected())
-c.disconnect()
-'''
 
 
 def first_attempt(run_fw, url, opts, cid):
     """(rc, ErrorDescription(rc)) of the first on_connect of a client for `url`."""
-    rc, out, err = run_fw(FIRST_ATTEMPT.replace("OPTS", opts), vars={"URL": url, "CID": cid}, timeout=20)
-    assert rc == 0, out + err
-    cs = connects(out)
-    assert cs, "no on_connect\n" + out + err
-    if cs[0][0] != 0:
-        assert "CONNECTED False" in out, out
+    out, cs = attempts(run_fw, url, opts, cid, 1, 10000)
     return cs[0][0], cs[0][2]
 
 
@@ -69,72 +55,49 @@ def test_connects(run_fw, abroker, pki, kind, host):
     assert_connected_from(abroker, host, cid)
 
 
-@pytest.mark.parametrize("host", ADDRESSES)
-def test_dns_name_only_certificate_reached_by_address(run_fw, abroker, pki, host):
-    """A certificate naming DNS:localhost only does not cover 127.0.0.1 or ::1."""
-    code, text = first_attempt(run_fw, abroker.url("tls", host, cert="dns"), "{%s}" % trust(pki),
-                               cid_for("dev-dns-cert", host))
-    assert code == -30, (code, text)
-    assert re.search(r"does not match the host name", text), text
-
-
-def test_dns_name_only_certificate_reached_by_name(run_fw, abroker, pki):
-    code, text = first_attempt(run_fw, abroker.url("tls", "localhost", cert="dns"), "{%s}" % trust(pki),
-                               "dev-dns-cert-name")
+@pytest.mark.parametrize("cert", ["dns", "cn_only"])
+def test_name_in_dns_san_or_in_cn_without_sans(run_fw, abroker, pki, cert):
+    code, text = first_attempt(run_fw, abroker.url("tls", "localhost", cert=cert), "{%s}" % trust(pki),
+                               "dev-name-" + cert)
     assert code == 0, (code, text)
 
 
 # --------------------------------------------------------------------------------------
-# failures say what failed, over an address and over a name alike
+# failures say what failed, over an address and over a name alike: (case, listener kind,
+# server certificate, trust store CA, client certificate, rc, what ErrorDescription says,
+# for addresses only)
+
+FAILURES = [
+    ("untrusted", "tls", "ip", "other_ca", None, -29, r"not trusted", False),
+    # untrusted and not for this address either: not trusted, not a mismatch
+    ("untrusted-other-name", "tls", "dns", "other_ca", None, -29, r"not trusted", True),
+    # a certificate naming DNS:localhost only does not cover 127.0.0.1 or ::1
+    ("dns-name-only", "tls", "dns", "ca", None, -30, r"does not match the host name", True),
+    # a Common Name equal to the host name does not count next to subjectAltNames
+    ("cn-beside-other-san", "tls", "other_san", "ca", None, -30, r"does not match the host name", False),
+    ("expired", "tls", "expired", "ca", None, -34, r"expired", False),
+    ("expired-untrusted", "tls", "expired", "other_ca", None, -29, r"not trusted", False),
+    ("mtls-no-client-cert", "mtls", "ip", "ca", None, -31, r"client certificate", False),
+    # a client certificate from a CA the broker does not trust
+    ("mtls-refused-client-cert", "mtls", "ip", "ca", "other_client", -31, r"client certificate", False),
+]
 
 
-@pytest.mark.parametrize("host", HOSTS)
-def test_untrusted_chain(run_fw, abroker, pki, host):
-    code, text = first_attempt(run_fw, abroker.url("tls", host), "{%s}" % trust(pki, "other_ca"),
-                               cid_for("dev-untrusted", host))
-    assert code == -29, (code, text)
-    assert re.search(r"not trusted", text), text
+def failure_cases():
+    for case, kind, cert, ca, client, want, says, addresses_only in FAILURES:
+        for host in HOSTS:
+            if addresses_only and host.values[0] == "localhost":
+                continue
+            yield pytest.param(case, host.values[0], kind, cert, ca, client, want, says,
+                               id="%s-%s" % (case, host.id), marks=host.marks)
 
 
-@pytest.mark.parametrize("host", ADDRESSES)
-def test_untrusted_chain_with_another_name(run_fw, abroker, pki, host):
-    """Untrusted and not for this address: not trusted (-29), not a mismatch."""
-    code, text = first_attempt(run_fw, abroker.url("tls", host, cert="dns"), "{%s}" % trust(pki, "other_ca"),
-                               cid_for("dev-untrusted-dns", host))
-    assert code == -29, (code, text)
-
-
-@pytest.mark.parametrize("host", HOSTS)
-def test_expired_certificate(run_fw, abroker, pki, host):
-    code, text = first_attempt(run_fw, abroker.url("tls", host, cert="expired"), "{%s}" % trust(pki),
-                               cid_for("dev-expired", host))
-    assert code == -34, (code, text)
-    assert re.search(r"expired", text), text
-
-
-@pytest.mark.parametrize("host", HOSTS)
-def test_expired_and_untrusted(run_fw, abroker, pki, host):
-    code, text = first_attempt(run_fw, abroker.url("tls", host, cert="expired"),
-                               "{%s}" % trust(pki, "other_ca"), cid_for("dev-expired-untrusted", host))
-    assert code == -29, (code, text)
-
-
-@pytest.mark.parametrize("host", HOSTS)
-def test_mutual_tls_without_client_certificate(run_fw, abroker, pki, host):
-    code, text = first_attempt(run_fw, abroker.url("mtls", host), "{%s}" % trust(pki),
-                               cid_for("dev-mtls-none", host))
-    assert code == -31, (code, text)
-    assert re.search(r"client certificate", text), text
-
-
-@pytest.mark.parametrize("host", HOSTS)
-def test_mutual_tls_with_refused_client_certificate(run_fw, abroker, pki, host):
-    """A client certificate from a CA the broker does not trust."""
-    code, text = first_attempt(run_fw, abroker.url("mtls", host),
-                               "{%s, %s}" % (trust(pki), client_cert(pki, "other_client")),
-                               cid_for("dev-mtls-other", host))
-    assert code == -31, (code, text)
-    assert re.search(r"client certificate", text), text
+@pytest.mark.parametrize("case, host, kind, cert, ca, client, want, says", failure_cases())
+def test_failure_says_what_failed(run_fw, abroker, pki, case, host, kind, cert, ca, client, want, says):
+    opts = "{%s%s}" % (trust(pki, ca), ", " + client_cert(pki, client) if client else "")
+    code, text = first_attempt(run_fw, abroker.url(kind, host, cert=cert), opts, cid_for("dev-" + case, host))
+    assert code == want, (code, text)
+    assert re.search(says, text), text
 
 
 # --------------------------------------------------------------------------------------
