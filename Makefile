@@ -11,6 +11,8 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 
 TOP := $(CURDIR)
 MICROPY_DIR ?= $(TOP)/micropython/src
+# mbedtls, compiled into the firmware (Debian's source package, fetched).
+MBEDTLS_DIR := $(TOP)/micropython/mbedtls
 VARIANT_DIR := $(TOP)/micropython/variants/dl7450
 BUILD := $(TOP)/build
 # A tree given with MICROPY_DIR gets its own build folder.
@@ -25,11 +27,11 @@ PYTEST := $(VENV)/bin/pytest
 JOBS ?= $(shell nproc)
 
 # Debian packages the build and the tests need (checked, installed if missing).
-DEB_PACKAGES := gcc make pkg-config dpkg-dev xz-utils libmbedtls-dev libffi-dev \
+DEB_PACKAGES := gcc make pkg-config dpkg-dev xz-utils bzip2 patch libffi-dev \
 	libclang-dev mosquitto mosquitto-clients python3-venv openssl cmake
 
 PORT_MAKE = $(MAKE) -C $(MICROPY_DIR)/ports/unix \
-	VARIANT_DIR=$(VARIANT_DIR) BUILD=$(PORT_BUILD) \
+	VARIANT_DIR=$(VARIANT_DIR) BUILD=$(PORT_BUILD) MBEDTLS_DIR=$(MBEDTLS_DIR) \
 	USER_C_MODULES=$(TOP)/mpy_module $(PORT_MAKE_EXTRA)
 
 .PHONY: all firmware deps fetch mpy-cross test test-rust test-e2e demo clean distclean venv
@@ -41,10 +43,12 @@ deps:
 
 ifeq ($(MICROPY_DIR),$(TOP)/micropython/src)
 fetch: deps
-	@tools/fetch-micropython.sh $(MICROPY_DIR) $(TOP)/micropython/download
+	@tools/fetch-source.sh micropython $(MICROPY_DIR) $(TOP)/micropython/download
+	@tools/fetch-source.sh mbedtls $(MBEDTLS_DIR) $(TOP)/micropython/download
 else
 fetch: deps
 	@test -f $(MICROPY_DIR)/py/mpconfig.h || { echo "MICROPY_DIR=$(MICROPY_DIR) is not a MicroPython tree"; exit 1; }
+	@tools/fetch-source.sh mbedtls $(MBEDTLS_DIR) $(TOP)/micropython/download
 endif
 
 mpy-cross: fetch
@@ -118,7 +122,7 @@ clean:
 	rm -rf $(BUILD) target
 
 distclean: clean
-	rm -rf micropython/src micropython/download $(VENV)
+	rm -rf micropython/src micropython/mbedtls micropython/download $(VENV)
 
 # Fuzzing (cargo-fuzz + libFuzzer on the stable toolchain via RUSTC_BOOTSTRAP).
 # `make test` runs a bounded smoke run of every target; `make fuzz` a long one.
@@ -162,7 +166,7 @@ soak: firmware venv
 # end-to-end suite on it.
 ASAN_BUILD := $(BUILD)/unix-asan
 test-asan: mpy-cross venv
-	@$(MAKE) --no-print-directory -C $(MICROPY_DIR)/ports/unix VARIANT_DIR=$(VARIANT_DIR) BUILD=$(ASAN_BUILD) \
+	@$(MAKE) --no-print-directory -C $(MICROPY_DIR)/ports/unix VARIANT_DIR=$(VARIANT_DIR) BUILD=$(ASAN_BUILD) MBEDTLS_DIR=$(MBEDTLS_DIR) \
 	    USER_C_MODULES=$(TOP)/mpy_module -j$(JOBS) \
 	    CFLAGS_EXTRA="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
 	    LDFLAGS_EXTRA="-fsanitize=address,undefined" STRIP=

@@ -11,12 +11,12 @@ is inactive (for example after ``disconnect()``).
 
 Transports: ``tcp://`` and ``mqtt://`` (TCP), ``ssl://`` and ``mqtts://`` (TLS),
 ``ws://`` (WebSocket, path from the URL, default ``/mqtt``) and ``wss://`` (WebSocket
-over TLS). TLS goes through the firmware's ``tls`` module (mbedtls) and always verifies
+over TLS). TLS goes through the firmware's ``tls`` module (mbedtls 3.6) and always verifies
 the broker: against ``trust_store`` if given, else against the platform's CA bundle
 (host build: /etc/ssl/certs/ca-certificates.crt); without either ``connect()`` raises
-``MqttError`` -32. SNI and host name verification are always on; with an IP address as
-host only a certificate whose Common Name is that address matches (mbedtls 2.28: IP
-subjectAltNames are not matched), so use host names.
+``MqttError`` -32. A host name is checked against the certificate's DNS subjectAltNames
+(its Common Name only without subjectAltNames) and sent as SNI; an IPv4 or bracketed
+IPv6 address is checked against its iPAddress subjectAltNames and never sent as SNI.
 """
 
 from typing import Any, Callable, Dict, Final, List, Optional, Tuple, TypedDict, Union
@@ -79,7 +79,7 @@ _OnUnsubscribe = Callable[[int], Any]
 
 def ErrorDescription(errno: int) -> str:
     """Human-readable description of an MQTT error code (0, -1..-19, the connection failure
-    codes -20..-33) or a CONNACK code (1..5).
+    codes -20..-34) or a CONNACK code (1..5).
 
     Any other int gives "unknown error"; a non-int raises ``TypeError``.
     """
@@ -113,9 +113,10 @@ class MqttError(Exception):
     -22 connection closed by the broker; -23 no CONNACK in time; -24 keep-alive timeout;
     -25 protocol error; -26 incoming packet too large; -27 out of memory; -28 TLS handshake
     failed; -29 TLS certificate not trusted; -30 TLS certificate does not match the host
-    name; -31 TLS handshake rejected by the broker (client certificate missing or refused);
-    -32 no trust_store and no platform CA bundle; -33 WebSocket upgrade refused or
-    WebSocket protocol error.
+    name or address (and is otherwise valid); -31 TLS handshake rejected by the broker
+    (client certificate missing or refused); -32 no trust_store and no platform CA bundle;
+    -33 WebSocket upgrade refused or WebSocket protocol error; -34 TLS certificate expired
+    or not yet valid.
     """
 
     errno: int
@@ -145,7 +146,7 @@ class MqttClient:
         """Starts connecting; returns at once. Arguments may be given by keyword.
 
         ``on_connect(rc, flags)`` follows: rc 0 accepted (``flags["session_present"]``);
-        rc 1..5 refused by the broker (CONNACK code; permanent, no retry); rc -20..-33 (-1
+        rc 1..5 refused by the broker (CONNACK code; permanent, no retry); rc -20..-34 (-1
         if no other code fits) an attempt failed or the connection was lost, the code says
         what (``ErrorDescription(rc)``); the client retries after 1, 2, 4, 8, 16, 32 s, then
         every 60 s; another negative rc (-7, -8) when the connect parameters cannot be

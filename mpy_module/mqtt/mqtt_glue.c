@@ -263,8 +263,10 @@ int mqtt_c_sock_open(const char *host, size_t host_len, uint16_t port, mp_obj_t 
 }
 
 // The text of the last exception a stream call raised (a TLS failure: the
-// tls module raises for handshake and record errors).
-static char mqtt_last_error[160];
+// tls module raises for handshake and record errors). Room for the exception's
+// name and a whole certificate verification report (mbedtls's tls module
+// writes at most 256 bytes of it).
+static char mqtt_last_error[12 + 256 + 16];
 static size_t mqtt_last_error_len;
 
 static void mqtt_remember_exception(mp_obj_t exc) {

@@ -60,7 +60,7 @@ impl Client {
             let mut len = 0usize;
             let p = unsafe { mqtt_c_last_error(&mut len) };
             let text = unsafe { core::slice::from_raw_parts(p as *const u8, len) };
-            self.lost(now, LostReason::Tls, classify_tls_error(text));
+            self.lost(now, LostReason::Tls, rc::tls_failure(text));
         } else if handshaking {
             // a reset during the TLS handshake: the broker refused it
             self.lost(now, LostReason::Tls, rc::TLS_PEER_REJECTED);
@@ -390,26 +390,5 @@ impl Client {
             Some(r) => rc::lost_reason_code(r),
             None => rc::FAILURE,
         }
-    }
-}
-
-/// Which TLS failure the tls module's exception text describes.
-fn classify_tls_error(text: &[u8]) -> i32 {
-    let has = |needle: &[u8]| text.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle));
-    if has(b"Common Name") || has(b"CN") && has(b"match") || has(b"hostname") {
-        rc::TLS_NAME_MISMATCH
-    } else if has(b"not correctly signed")
-        || has(b"trusted")
-        || has(b"VERIFY_FAILED")
-        || has(b"verif")
-        || has(b"expired")
-        || has(b"revoked")
-    {
-        rc::TLS_CERT_NOT_TRUSTED
-    } else if has(b"alert") || text.starts_with(b"OSError: ") {
-        // a fatal alert, or the broker closing or resetting the handshake
-        rc::TLS_PEER_REJECTED
-    } else {
-        rc::TLS_HANDSHAKE_FAILED
     }
 }

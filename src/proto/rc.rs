@@ -41,6 +41,7 @@ pub const TLS_NAME_MISMATCH: i32 = -30;
 pub const TLS_PEER_REJECTED: i32 = -31;
 pub const TLS_NO_TRUST_STORE: i32 = -32;
 pub const WEBSOCKET_FAILED: i32 = -33;
+pub const TLS_CERT_EXPIRED: i32 = -34;
 
 /// CONNACK return codes (positive `rc` of `on_connect`).
 pub const CONNACK_UNACCEPTABLE_PROTOCOL_VERSION: i32 = 1;
@@ -87,6 +88,7 @@ pub fn description(code: i32) -> &'static str {
         TLS_PEER_REJECTED => "TLS: the broker closed or rejected the handshake (client certificate missing or refused?)",
         TLS_NO_TRUST_STORE => "TLS: no trust_store given and no platform CA bundle",
         WEBSOCKET_FAILED => "WebSocket: upgrade refused or WebSocket protocol error",
+        TLS_CERT_EXPIRED => "TLS: the broker's certificate has expired or is not yet valid",
         CONNACK_UNACCEPTABLE_PROTOCOL_VERSION => "connection refused: unacceptable protocol version",
         CONNACK_IDENTIFIER_REJECTED => "connection refused: identifier rejected",
         CONNACK_SERVER_UNAVAILABLE => "connection refused: server unavailable",
@@ -126,5 +128,44 @@ pub fn lost_reason_text(reason: LostReason) -> &'static str {
         LostReason::PacketTooLarge => "incoming packet too large",
         LostReason::OutOfMemory => "out of memory",
         LostReason::Refused => "connection refused by the broker",
+    }
+}
+
+/// The code for a failed TLS handshake, from the text of the exception the
+/// firmware's `tls` module raised. With mbedtls that is the certificate
+/// verification report (one line per failed check, the words of mbedtls's
+/// `x509_crt_verify_info`, the same in 2.x and 3.x) or the name of an mbedtls
+/// error (short as `MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE` or long as
+/// "SSL - A fatal alert message was received from our peer").
+///
+/// A report may list several failures; the most fundamental one decides: a
+/// chain that is not trusted says nothing about its validity dates or names,
+/// and a certificate out of its validity period is refused whatever it names.
+/// So [`TLS_NAME_MISMATCH`] only when the name or address is the only failure.
+pub fn tls_failure(text: &[u8]) -> i32 {
+    let has = |needle: &[u8]| text.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle));
+    let any = |needles: &[&[u8]]| needles.iter().any(|n| has(n));
+    if any(&[
+        b"not correctly signed",   // BADCERT_NOT_TRUSTED
+        b"not trusted",
+        b"revoked",                // BADCERT_REVOKED
+        b"certificate was missing", // BADCERT_MISSING
+        b"unacceptable",           // BADCERT_BAD_MD, _BAD_PK, _BAD_KEY
+        b"keyUsage",               // BADCERT_KEY_USAGE, _EXT_KEY_USAGE
+        b"CERT_VERIFY_FAILED",     // verification failed, no report
+        b"Certificate verification failed",
+    ]) {
+        TLS_CERT_NOT_TRUSTED
+    } else if any(&[b"expired", b"in the future"]) {
+        // BADCERT_EXPIRED, BADCERT_FUTURE
+        TLS_CERT_EXPIRED
+    } else if any(&[b"Common Name", b"CN_MISMATCH", b"expected CN"]) {
+        // BADCERT_CN_MISMATCH: neither a DNS name nor an address of the certificate
+        TLS_NAME_MISMATCH
+    } else if any(&[b"alert", b"OSError: "]) {
+        // a fatal alert from the broker, or the broker closing or resetting the handshake
+        TLS_PEER_REJECTED
+    } else {
+        TLS_HANDSHAKE_FAILED
     }
 }

@@ -5,11 +5,18 @@ runner, the paho `Peer`, the PRELUDE), loaded as a plain module so that its fixt
 not registered twice, and adds:
 
 - `pki` (session): a PKI made with `openssl` in a session tmp dir: a CA, a server
-  certificate for DNS:localhost, a client certificate, an "other" CA with a client
-  certificate of its own, DER versions, a cert+key bundle;
+  certificate for DNS:localhost, one for DNS:localhost plus the addresses 127.0.0.1
+  and ::1 (iPAddress subjectAltNames), an expired one for the same names, a client
+  certificate, an "other" CA with a client certificate of its own, DER versions, a
+  cert+key bundle;
 - `tbroker`: one mosquitto with five listeners on 127.0.0.1: plain MQTT (for the paho
   peer), TLS, TLS with `require_certificate true` (mutual TLS), WebSocket and WebSocket
   over TLS; `tbroker.url(kind)` gives the firmware's URL for a listener;
+- `abroker` (module): one mosquitto with TLS, mutual TLS and wss listeners on
+  127.0.0.1 and on ::1 (where the machine has IPv6 on loopback) for the server
+  certificate with addresses, the one with a DNS name only and the expired one;
+  `abroker.url(kind, host, cert)`;
+- `sni_server`: a TLS server (python's ssl) that records the SNI of each ClientHello;
 - `ws_server`: a tiny scripted WebSocket server (records the HTTP upgrade request,
   answers 101 with the right Sec-WebSocket-Accept then a CONNACK, or refuses the upgrade);
 - `fw`/`run_fw`/`spawn_fw`/`make_peer`: the e2e fixtures.
@@ -100,13 +107,31 @@ def _make_ca(d, name, cn):
           "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)
 
 
-def _make_leaf(d, name, cn, ca, ext):
+def _make_leaf(d, name, cn, ca, ext, validity=None):
+    """A key and a certificate signed by `ca`, valid for 30 days from now, or for
+    `validity` ((notBefore, notAfter) as YYYYMMDDHHMMSSZ, through `openssl ca`)."""
     _ossl("req", "-newkey", "rsa:2048", "-nodes", "-sha256", "-keyout", name + ".key",
           "-out", name + ".csr", "-subj", "/CN=" + cn, cwd=d)
     (Path(d) / (name + ".ext")).write_text(ext)
-    _ossl("x509", "-req", "-in", name + ".csr", "-CA", ca + ".pem", "-CAkey", ca + ".key",
-          "-CAcreateserial", "-days", "30", "-sha256", "-extfile", name + ".ext",
-          "-out", name + ".pem", cwd=d)
+    if validity is None:
+        _ossl("x509", "-req", "-in", name + ".csr", "-CA", ca + ".pem", "-CAkey", ca + ".key",
+              "-CAcreateserial", "-days", "30", "-sha256", "-extfile", name + ".ext",
+              "-out", name + ".pem", cwd=d)
+        return
+    # `openssl x509` of OpenSSL 3.0 cannot set dates in the past; `openssl ca` can
+    (Path(d) / "ca.cnf").write_text(
+        "[ca]\ndefault_ca = d\n[d]\ndatabase = index.txt\nnew_certs_dir = .\n"
+        "serial = serial\ndefault_md = sha256\npolicy = p\nunique_subject = no\n"
+        "[p]\ncommonName = supplied\n")
+    (Path(d) / "index.txt").write_text("")
+    (Path(d) / "serial").write_text("1000\n")
+    _ossl("ca", "-batch", "-config", "ca.cnf", "-cert", ca + ".pem", "-keyfile", ca + ".key",
+          "-in", name + ".csr", "-out", name + ".pem", "-startdate", validity[0],
+          "-enddate", validity[1], "-extfile", name + ".ext", "-notext", cwd=d)
+
+
+SERVER_EXT = ("basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
+              "extendedKeyUsage=serverAuth\nsubjectAltName=")
 
 
 @pytest.fixture(scope="session")
@@ -114,9 +139,14 @@ def pki(tmp_path_factory):
     d = tmp_path_factory.mktemp("pki")
     _make_ca(d, "ca", "DL-7450 test CA")
     _make_ca(d, "other_ca", "Some other CA")
-    _make_leaf(d, "server", "localhost", "ca",
-               "basicConstraints=CA:FALSE\nsubjectAltName=DNS:localhost\n"
-               "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n")
+    _make_leaf(d, "server", "localhost", "ca", SERVER_EXT + "DNS:localhost\n")
+    # a LAN broker's certificate: its name and its addresses
+    _make_leaf(d, "server_ip", "localhost", "ca", SERVER_EXT + "DNS:localhost,IP:127.0.0.1,IP:::1\n")
+    _make_leaf(d, "server_expired", "localhost", "ca", SERVER_EXT + "DNS:localhost,IP:127.0.0.1,IP:::1\n",
+               validity=("20200101000000Z", "20200201000000Z"))
+    # the Common Name counts only without subjectAltNames
+    _make_leaf(d, "server_cn_only", "localhost", "ca", SERVER_EXT.rsplit("\n", 1)[0] + "\n")
+    _make_leaf(d, "server_other_san", "localhost", "ca", SERVER_EXT + "DNS:broker.invalid\n")
     _make_leaf(d, "client", "dl7450-client", "ca",
                "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
                "extendedKeyUsage=clientAuth\n")
@@ -160,6 +190,121 @@ class TransportBroker(e2e.Broker):
         scheme = {"tls": "mqtts", "mtls": "mqtts", "ws": "ws", "wss": "wss", "tcp": "tcp"}[kind]
         port = self.port if kind == "tcp" else self.ports[kind]
         return "%s://%s:%d%s" % (scheme, host, port, path)
+
+
+def _loopback6():
+    """True where ::1 can be bound (IPv6 on loopback)."""
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+HAVE_IPV6 = _loopback6()
+
+
+def free_port6():
+    with socket.socket(socket.AF_INET6) as s:
+        s.bind(("::1", 0))
+        return s.getsockname()[1]
+
+
+class AddressBroker(e2e.Broker):
+    """mosquitto with a listener for each (cert, kind, family): cert "ip" (DNS:localhost,
+    IP:127.0.0.1, IP:::1), "dns" (DNS:localhost only), "expired" (like "ip", expired),
+    "cn_only" (CN=localhost, no subjectAltName) or "other_san" (CN=localhost,
+    DNS:broker.invalid);
+    kind "tls", "mtls" (require_certificate) or "wss"; family 4 (127.0.0.1) or 6 (::1,
+    only with HAVE_IPV6). `url(kind, host, cert)` picks the family from the host
+    (localhost: the firmware prefers IPv4)."""
+
+    LISTENERS = [("ip", "tls"), ("ip", "mtls"), ("ip", "wss"), ("dns", "tls"), ("expired", "tls"),
+                 ("cn_only", "tls"), ("other_san", "tls")]
+
+    def __init__(self, workdir, pki, name="abroker"):
+        self.ports = {}
+        conf = []
+        for family in (4, 6) if HAVE_IPV6 else (4,):
+            for cert, kind in self.LISTENERS:
+                port = free_port() if family == 4 else free_port6()
+                self.ports[cert, kind, family] = port
+                server = {"dns": "server"}.get(cert, "server_" + cert)
+                conf += ["listener %d %s" % (port, "127.0.0.1" if family == 4 else "::1"),
+                         "cafile %s" % pki.path("ca.pem"), "certfile %s" % pki.path(server + ".pem"),
+                         "keyfile %s" % pki.path(server + ".key")]
+                if kind == "mtls":
+                    conf += ["require_certificate true", "use_identity_as_username false"]
+                if kind == "wss":
+                    conf += ["protocol websockets", "socket_domain ipv%d" % family]
+        super().__init__(workdir, name=name, extra_conf="\n".join(conf))
+
+    def url(self, kind, host, cert="ip"):
+        family = 6 if host.startswith("[") else 4
+        scheme = "wss" if kind == "wss" else "mqtts"
+        return "%s://%s:%d" % (scheme, host, self.ports[cert, kind, family])
+
+
+@pytest.fixture(scope="module")
+def abroker(tmp_path_factory, pki):
+    b = AddressBroker(tmp_path_factory.mktemp("abroker"), pki)
+    yield b
+    b.kill()
+
+
+class SniServer(e2e.LoopbackServer):
+    """A TLS server (python's ssl, the "ip" server certificate) on 127.0.0.1 or ::1
+    that records the SNI of each ClientHello (`names`: None for a ClientHello without
+    the extension), completes the handshake and answers the first bytes (the CONNECT)
+    with an accepting CONNACK."""
+
+    threaded = True
+
+    def __init__(self, pki, family=4):
+        import ssl
+        super().__init__(backlog=8)
+        if family == 6:
+            self.sock.close()
+            self.sock = socket.socket(socket.AF_INET6)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.sock.bind(("::1", 0))
+            self.sock.listen(8)
+            self.port = self.sock.getsockname()[1]
+        self.names = []
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(pki.path("server_ip.pem"), pki.path("server_ip.key"))
+        self.ctx.sni_callback = self._sni
+        self.start()
+
+    def _sni(self, sslobj, name, ctx):
+        with self.lock:
+            self.names.append(name)
+
+    def _handle(self, c):
+        c.settimeout(5)
+        try:
+            s = self.ctx.wrap_socket(c, server_side=True)
+            if s.recv(2):
+                s.sendall(b"\x20\x02\x00\x00")
+            time.sleep(0.5)
+            s.close()
+        except OSError:
+            return
+
+
+@pytest.fixture
+def sni_server(pki):
+    made = []
+
+    def make(family=4):
+        s = SniServer(pki, family)
+        made.append(s)
+        return s
+
+    yield make
+    for s in made:
+        s.close()
 
 
 @pytest.fixture

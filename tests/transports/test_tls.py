@@ -5,8 +5,8 @@ import re
 
 import pytest
 
-from transports_support import (BIG_CASES, BIG_INBOUND, CONNECT_LOG, SMALL_CASES, SMALL_INBOUND,
-                      connects, opts_code)
+from transports_support import (ATTEMPTS, BIG_CASES, BIG_INBOUND, CONNECT_LOG, SMALL_CASES, SMALL_INBOUND,
+                                attempts, connects, opts_code)
 
 # --------------------------------------------------------------------------------------
 # round trips
@@ -91,21 +91,9 @@ def test_client_key_as_bytearray(run_fw, tbroker, pki):
 # --------------------------------------------------------------------------------------
 # refusals: a clear negative code, then retried (~1 s later) with the same code
 
-RETRY = CONNECT_LOG + r'''
-c = mqtt.MqttClient(URL, CID)
-c.connect(on_connect, OPTS)
-wait_until(lambda: len(events) >= 2, 6000)
-print('CONNECTED', c.is_connected())
-c.disconnect()
-'''
-
-
 def refused_twice(run_fw, url, opts_src, cid):
-    rc, out, err = run_fw(RETRY.replace("OPTS", opts_src), vars={"URL": url, "CID": cid}, timeout=20)
-    assert rc == 0, out + err
-    cs = connects(out)
-    assert len(cs) >= 2, "want a failed attempt and its retry: %r\n%s%s" % (cs, out, err)
-    assert "CONNECTED False" in out, out
+    out, cs = attempts(run_fw, url, opts_src, cid, 2, 6000)
+    assert cs[0][0] != 0, out
     gap = (cs[1][1] - cs[0][1]) / 1000
     assert 0.5 <= gap <= 3.0, "retry %.2f s after the failure, contract: after 1 s" % gap
     assert cs[0][0] == cs[1][0], "the retry failed differently: %r" % cs
@@ -163,8 +151,9 @@ def test_no_trust_store_uses_platform_bundle(run_fw, tbroker, pki):
 
 def test_plain_tcp_to_tls_listener_is_not_accepted(run_fw, tbroker):
     """Sanity: a tcp:// client on the TLS port does not get through (negative code)."""
-    rc, out, err = run_fw(RETRY.replace("OPTS", "{}"), vars={"URL": "tcp://localhost:%d" % tbroker.ports["tls"],
-                                                             "CID": "dev-plain-on-tls"}, timeout=20)
+    rc, out, err = run_fw(ATTEMPTS.replace("OPTS", "{}").replace("N_EVENTS", "2").replace("TIMEOUT_MS", "6000"),
+                          vars={"URL": "tcp://localhost:%d" % tbroker.ports["tls"], "CID": "dev-plain-on-tls"},
+                          timeout=20)
     cs = connects(out)
     assert cs and all(c[0] < 0 for c in cs), out + err
 

@@ -14,6 +14,29 @@ def on_connect(rc, flags):
 '''
 
 
+ATTEMPTS = CONNECT_LOG + r'''
+c = mqtt.MqttClient(URL, CID)
+c.connect(on_connect, OPTS)
+wait_until(lambda: len(events) >= N_EVENTS, TIMEOUT_MS)
+print('CONNECTED', c.is_connected())
+c.disconnect()
+'''
+
+
+def attempts(run_fw, url, opts_src, cid, n, timeout_ms):
+    """A client for `url` connects with the options `opts_src` (source) until its n-th
+    on_connect or `timeout_ms`: (firmware stdout, [(rc, ticks_ms, description)]). A
+    failed first attempt leaves the client unconnected."""
+    script = ATTEMPTS.replace("OPTS", opts_src).replace("N_EVENTS", str(n)).replace("TIMEOUT_MS", str(timeout_ms))
+    rc, out, err = run_fw(script, vars={"URL": url, "CID": cid}, timeout=20)
+    assert rc == 0, out + err
+    cs = connects(out)
+    assert len(cs) >= n, "want %d on_connect calls: %r\n%s%s" % (n, cs, out, err)
+    if cs[0][0] != 0:
+        assert "CONNECTED False" in out, out
+    return out, cs
+
+
 def connects(out):
     """[(rc, ticks_ms, description)] from CONNECT_LOG lines."""
     return [(int(m.group(1)), int(m.group(2)), eval(m.group(3)))

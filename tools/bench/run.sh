@@ -52,6 +52,10 @@ touch "$OUT/lib/umqtt/__init__.py"
 
 # --- the firmware without the module (text size baseline), cached ------------
 NOMOD=$OUT/unix-nomod
+# a change of the variant (configuration, TLS library) makes a new baseline
+if [ -x "$NOMOD/micropython" ] && [ -n "$(find "$VARIANT_DIR" -newer "$NOMOD/micropython")" ]; then
+    rm -rf "$NOMOD"
+fi
 if [ ! -x "$NOMOD/micropython" ]; then
     echo "bench: building the firmware without the mqtt module (once, ~25 s)"
     make -C "$MICROPY_DIR/ports/unix" VARIANT_DIR="$VARIANT_DIR" BUILD="$NOMOD" -j"$(nproc)" \
