@@ -100,7 +100,7 @@ device-stock: fetch device-deps
 # The end-to-end files that need no network, run on the device firmware under
 # qemu (tests/e2e/conftest.py: MQTT_TARGET=device).
 DEVICE_SUITES := tests/e2e/test_module_surface.py tests/e2e/test_api_errors.py \
-	tests/e2e/test_loopback_peer.py
+	tests/e2e/test_loopback_peer.py tests/e2e/test_device_runner.py
 test-device: device venv
 	@echo "== device firmware (qemu): $(DEVICE_SUITES)"
 	@MQTT_TARGET=device $(PYTEST) -q $(DEVICE_SUITES)

@@ -15,7 +15,17 @@
 #include "py/stream.h"
 #include "shared/runtime/interrupt_char.h"
 #include "board.h"
+#if MICROPY_PY_MQTT
 #include "mqtt.h"
+#else
+// The same board without the mqtt module (for size comparisons).
+#define mqtt_poll() (void)0
+#define mqtt_poll_isr() (void)0
+#define mqtt_next_deadline_ms() UINT64_MAX
+static uint64_t mqtt_c_ticks_ms(void) {
+    return mp_hal_ticks_ms();
+}
+#endif
 
 /******************************************************************************/
 // Interrupt control
