@@ -71,7 +71,7 @@ test-rust:
 	cargo test --quiet
 
 # Each folder in its own pytest run: their conftest modules share a name.
-E2E_SUITES := tests/e2e tests/transports tests/reliability tests/cmake
+E2E_SUITES := tests/e2e tests/transports tests/reliability tests/persistence tests/cmake
 test-e2e: firmware venv
 	@set -e; for suite in $(E2E_SUITES); do \
 	    echo "== $$suite"; \

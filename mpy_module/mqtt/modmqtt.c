@@ -262,8 +262,24 @@ static mqtt_client_obj_t *mqtt_client_get(mp_obj_t self_in) {
     return MP_OBJ_TO_PTR(self_in);
 }
 
-static mp_obj_t mqtt_client_make_new(const mp_obj_type_t *type, size_t n_args, size_t n_kw, const mp_obj_t *args) {
-    mp_arg_check_num(n_args, n_kw, 2, 2, false);
+// MqttClient(broker_url, client_id, *, persistence=None)
+static mp_obj_t mqtt_client_make_new(const mp_obj_type_t *type, size_t n_args, size_t n_kw, const mp_obj_t *all_args) {
+    enum { ARG_broker_url, ARG_client_id, ARG_persistence };
+    static const mp_arg_t allowed_args[] = {
+        { MP_QSTR_broker_url, MP_ARG_REQUIRED | MP_ARG_OBJ, {.u_obj = MP_OBJ_NULL} },
+        { MP_QSTR_client_id, MP_ARG_REQUIRED | MP_ARG_OBJ, {.u_obj = MP_OBJ_NULL} },
+        { MP_QSTR_persistence, MP_ARG_KW_ONLY | MP_ARG_OBJ, {.u_obj = MP_OBJ_NULL} },
+    };
+    mp_arg_val_t args[MP_ARRAY_SIZE(allowed_args)];
+    if (n_kw == 0) {
+        // The common case: no argument table to fill.
+        mp_arg_check_num(n_args, n_kw, 2, 2, false);
+        args[ARG_broker_url].u_obj = all_args[0];
+        args[ARG_client_id].u_obj = all_args[1];
+        args[ARG_persistence].u_obj = MP_OBJ_NULL;
+    } else {
+        mp_arg_parse_all_kw_array(n_args, n_kw, all_args, MP_ARRAY_SIZE(allowed_args), allowed_args, args);
+    }
     int slot = mqtt_c_slot_alloc();
     if (slot < 0) {
         mqtt_raise_code(-1);
@@ -274,7 +290,7 @@ static mp_obj_t mqtt_client_make_new(const mp_obj_type_t *type, size_t n_args, s
     self->base.type = type;
     self->slot = slot;
     mqtt_status_t st = { MQTT_STATUS_OK, 0, NULL, 0, MP_OBJ_NULL };
-    mqtt_rs_client_init(self->rs, args[0], args[1], slot, &st);
+    mqtt_rs_client_init(self->rs, args[ARG_broker_url].u_obj, args[ARG_client_id].u_obj, args[ARG_persistence].u_obj, slot, &st);
     if (st.kind != MQTT_STATUS_OK) {
         self->base.type = &mp_type_object; // no finaliser work for a half-made client
         mqtt_c_slot_free(slot);
@@ -393,6 +409,16 @@ static mp_obj_t mqtt_client_is_connected(mp_obj_t self_in) {
 }
 static MP_DEFINE_CONST_FUN_OBJ_1(mqtt_client_is_connected_obj, mqtt_client_is_connected);
 
+// pending() -> list of the mids of the unfinished publishes
+static mp_obj_t mqtt_client_pending(mp_obj_t self_in) {
+    mqtt_client_obj_t *self = mqtt_client_get(self_in);
+    mqtt_status_t st = { MQTT_STATUS_OK, 0, NULL, 0, MP_OBJ_NULL };
+    mp_obj_t list = mqtt_rs_pending(self->rs, &st);
+    mqtt_check(&st);
+    return list;
+}
+static MP_DEFINE_CONST_FUN_OBJ_1(mqtt_client_pending_obj, mqtt_client_pending);
+
 static mp_obj_t mqtt_client_set_cb(mp_obj_t self_in, mp_obj_t cb, mqtt_cb_t which) {
     mqtt_client_obj_t *self = mqtt_client_get(self_in);
     if (cb != mp_const_none && !mp_obj_is_callable(cb)) {
@@ -432,6 +458,7 @@ static const mp_rom_map_elem_t mqtt_client_locals_dict_table[] = {
     { MP_ROM_QSTR(MP_QSTR_unsubscribe), MP_ROM_PTR(&mqtt_client_unsubscribe_obj) },
     { MP_ROM_QSTR(MP_QSTR_disconnect), MP_ROM_PTR(&mqtt_client_disconnect_obj) },
     { MP_ROM_QSTR(MP_QSTR_is_connected), MP_ROM_PTR(&mqtt_client_is_connected_obj) },
+    { MP_ROM_QSTR(MP_QSTR_pending), MP_ROM_PTR(&mqtt_client_pending_obj) },
     { MP_ROM_QSTR(MP_QSTR_on_message), MP_ROM_PTR(&mqtt_client_on_message_obj) },
     { MP_ROM_QSTR(MP_QSTR_on_subscribe), MP_ROM_PTR(&mqtt_client_on_subscribe_obj) },
     { MP_ROM_QSTR(MP_QSTR_on_publish), MP_ROM_PTR(&mqtt_client_on_publish_obj) },

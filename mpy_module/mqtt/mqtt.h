@@ -48,7 +48,8 @@ typedef enum {
 // ---- implemented in Rust ------------------------------------------------------
 
 size_t mqtt_rs_client_size(void);
-void mqtt_rs_client_init(void *rs, mp_obj_t url, mp_obj_t client_id, int slot, mqtt_status_t *st);
+// persistence: a directory path (str) or MP_OBJ_NULL (the session lives in memory).
+void mqtt_rs_client_init(void *rs, mp_obj_t url, mp_obj_t client_id, mp_obj_t persistence, int slot, mqtt_status_t *st);
 void mqtt_rs_client_deinit(void *rs, bool initialised);
 void mqtt_rs_client_print(void *rs, const char **url, size_t *url_len);
 void mqtt_rs_connect(void *rs, mp_obj_t on_connect, mp_obj_t options, mqtt_status_t *st);
@@ -56,6 +57,8 @@ mp_int_t mqtt_rs_publish(void *rs, mp_obj_t topic, mp_obj_t message, mp_obj_t qo
 mp_int_t mqtt_rs_subscribe(void *rs, mp_obj_t topics, bool unsubscribe, mqtt_status_t *st);
 void mqtt_rs_disconnect(void *rs, mqtt_status_t *st);
 bool mqtt_rs_is_connected(void *rs);
+// The mids of the unfinished publishes, as a list.
+mp_obj_t mqtt_rs_pending(void *rs, mqtt_status_t *st);
 // Connected, connecting or waiting to retry.
 bool mqtt_rs_is_active(void *rs);
 void mqtt_rs_set_callback(void *rs, mqtt_cb_t which, mp_obj_t cb, mqtt_status_t *st);
@@ -99,6 +102,21 @@ mp_obj_t mqtt_c_tls_context(mp_obj_t cadata, mp_obj_t cert, mp_obj_t key, mp_obj
 // A TLS socket over `sock` (handshake in later reads/writes); MP_OBJ_NULL on failure.
 mp_obj_t mqtt_c_tls_wrap(mp_obj_t ctx, mp_obj_t sock, const char *host, size_t host_len);
 uint32_t mqtt_c_random(void);
+
+// Files through the firmware's file API (the persistent store). Each returns 0,
+// a positive errno (OSError), or -1 for any other exception.
+int mqtt_c_file_open(mp_obj_t path, const char *mode, mp_obj_t *file);
+int mqtt_c_file_read(mp_obj_t file, uint8_t *buf, size_t len, size_t *got);
+int mqtt_c_file_write(mp_obj_t file, const uint8_t *buf, size_t len);
+// Makes what was written durable (fsync on the unix port, sync on littlefs/FAT).
+int mqtt_c_file_flush(mp_obj_t file);
+void mqtt_c_file_close(mp_obj_t file);
+int mqtt_c_fs_rename(mp_obj_t from, mp_obj_t to);
+int mqtt_c_fs_remove(mp_obj_t path);
+// 1 when `path` is a directory (made first if absent and `make`), 0 when absent,
+// else an error.
+int mqtt_c_fs_dir(mp_obj_t path, bool make);
+mp_obj_t mqtt_c_new_list(size_t n, mp_obj_t **items);
 
 // Time and the event loop.
 uint64_t mqtt_c_ticks_ms(void);

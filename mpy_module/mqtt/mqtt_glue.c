@@ -10,6 +10,7 @@
 #include "py/objstr.h"
 #include "py/builtin.h"
 #include "py/mphal.h"
+#include "py/objlist.h"
 #include "mqtt.h"
 
 #if MICROPY_PY_MQTT
@@ -425,6 +426,147 @@ void mqtt_c_sock_close(mp_obj_t sock) {
     } else {
         mqtt_requeue_user_exit(MP_OBJ_FROM_PTR(nlr.ret_val));
     }
+}
+
+/******************************************************************************/
+// Files through the firmware's own file API (builtins.open and the os module),
+// so the persistent store works on every filesystem the port mounts.
+
+static int mqtt_file_error(mp_obj_t exc) {
+    mqtt_requeue_user_exit(exc);
+    const char *what;
+    int err = mqtt_oserror_errno(exc, &what);
+    return err > 0 ? err : -1;
+}
+
+static mp_obj_t mqtt_os_fun(qstr name) {
+    mp_obj_t mod = mp_import_name(MP_QSTR_os, mp_const_none, MP_OBJ_NEW_SMALL_INT(0));
+    return mp_load_attr(mod, name);
+}
+
+int mqtt_c_file_open(mp_obj_t path, const char *mode, mp_obj_t *file) {
+    *file = MP_OBJ_NULL;
+    nlr_buf_t nlr;
+    if (nlr_push(&nlr) == 0) {
+        mp_obj_t mod = mp_import_name(MP_QSTR_builtins, mp_const_none, MP_OBJ_NEW_SMALL_INT(0));
+        mp_obj_t args[2] = { path, mp_obj_new_str(mode, strlen(mode)) };
+        mp_obj_t f = mp_call_function_n_kw(mp_load_attr(mod, MP_QSTR_open), 2, 0, args);
+        mp_get_stream_raise(f, MP_STREAM_OP_READ | MP_STREAM_OP_WRITE | MP_STREAM_OP_IOCTL);
+        *file = f;
+        nlr_pop();
+        return 0;
+    }
+    return mqtt_file_error(MP_OBJ_FROM_PTR(nlr.ret_val));
+}
+
+int mqtt_c_file_read(mp_obj_t file, uint8_t *buf, size_t len, size_t *got) {
+    *got = 0;
+    nlr_buf_t nlr;
+    if (nlr_push(&nlr) == 0) {
+        int err = 0;
+        mp_uint_t r = mp_get_stream(file)->read(file, buf, len, &err);
+        nlr_pop();
+        if (r == MP_STREAM_ERROR) {
+            return err > 0 ? err : -1;
+        }
+        *got = r;
+        return 0;
+    }
+    return mqtt_file_error(MP_OBJ_FROM_PTR(nlr.ret_val));
+}
+
+int mqtt_c_file_write(mp_obj_t file, const uint8_t *buf, size_t len) {
+    nlr_buf_t nlr;
+    if (nlr_push(&nlr) == 0) {
+        const mp_stream_p_t *sp = mp_get_stream(file);
+        while (len > 0) {
+            int err = 0;
+            mp_uint_t r = sp->write(file, buf, len, &err);
+            if (r == MP_STREAM_ERROR || r == 0) {
+                nlr_pop();
+                return r == 0 ? MP_ENOSPC : (err > 0 ? err : -1);
+            }
+            buf += r;
+            len -= r;
+        }
+        nlr_pop();
+        return 0;
+    }
+    return mqtt_file_error(MP_OBJ_FROM_PTR(nlr.ret_val));
+}
+
+int mqtt_c_file_flush(mp_obj_t file) {
+    nlr_buf_t nlr;
+    if (nlr_push(&nlr) == 0) {
+        int err = 0;
+        mp_uint_t r = mp_get_stream(file)->ioctl(file, MP_STREAM_FLUSH, 0, &err);
+        nlr_pop();
+        return r == MP_STREAM_ERROR ? (err > 0 ? err : -1) : 0;
+    }
+    return mqtt_file_error(MP_OBJ_FROM_PTR(nlr.ret_val));
+}
+
+void mqtt_c_file_close(mp_obj_t file) {
+    nlr_buf_t nlr;
+    if (nlr_push(&nlr) == 0) {
+        int err;
+        mp_get_stream(file)->ioctl(file, MP_STREAM_CLOSE, 0, &err);
+        nlr_pop();
+    } else {
+        mqtt_requeue_user_exit(MP_OBJ_FROM_PTR(nlr.ret_val));
+    }
+}
+
+int mqtt_c_fs_rename(mp_obj_t from, mp_obj_t to) {
+    nlr_buf_t nlr;
+    if (nlr_push(&nlr) == 0) {
+        mp_obj_t args[2] = { from, to };
+        mp_call_function_n_kw(mqtt_os_fun(MP_QSTR_rename), 2, 0, args);
+        nlr_pop();
+        return 0;
+    }
+    return mqtt_file_error(MP_OBJ_FROM_PTR(nlr.ret_val));
+}
+
+int mqtt_c_fs_remove(mp_obj_t path) {
+    nlr_buf_t nlr;
+    if (nlr_push(&nlr) == 0) {
+        mp_call_function_n_kw(mqtt_os_fun(MP_QSTR_remove), 1, 0, &path);
+        nlr_pop();
+        return 0;
+    }
+    return mqtt_file_error(MP_OBJ_FROM_PTR(nlr.ret_val));
+}
+
+int mqtt_c_fs_dir(mp_obj_t path, bool make) {
+    nlr_buf_t nlr;
+    if (nlr_push(&nlr) == 0) {
+        mp_obj_t st = mp_call_function_n_kw(mqtt_os_fun(MP_QSTR_stat), 1, 0, &path);
+        mp_obj_t mode = mp_obj_subscr(st, MP_OBJ_NEW_SMALL_INT(0), MP_OBJ_SENTINEL);
+        nlr_pop();
+        return (mp_obj_get_int(mode) & 0x4000) ? 1 : MP_ENOTDIR;
+    }
+    int err = mqtt_file_error(MP_OBJ_FROM_PTR(nlr.ret_val));
+    if (err != MP_ENOENT || !make) {
+        return err == MP_ENOENT ? 0 : err;
+    }
+    if (nlr_push(&nlr) == 0) {
+        mp_call_function_n_kw(mqtt_os_fun(MP_QSTR_mkdir), 1, 0, &path);
+        nlr_pop();
+        return 1;
+    }
+    return mqtt_file_error(MP_OBJ_FROM_PTR(nlr.ret_val));
+}
+
+mp_obj_t mqtt_c_new_list(size_t n, mp_obj_t **items) {
+    nlr_buf_t nlr;
+    if (nlr_push(&nlr) == 0) {
+        mp_obj_t o = mp_obj_new_list(n, NULL);
+        *items = ((mp_obj_list_t *)MP_OBJ_TO_PTR(o))->items;
+        nlr_pop();
+        return o;
+    }
+    return MP_OBJ_NULL;
 }
 
 #endif // MICROPY_PY_MQTT

@@ -11,6 +11,7 @@ use super::ffi::*;
 use super::mem::{GcBuf, GcQueue};
 use super::obj::*;
 use super::options::Options;
+use super::persist::Store;
 use crate::proto::codec::{self, QoS};
 use crate::proto::engine::{Config, Engine, Entry, Inbox, Request};
 use crate::proto::ws::{FrameDecoder, UpgradeParser};
@@ -64,6 +65,10 @@ pub struct Req {
 }
 
 impl Req {
+    /// A PUBLISH of `topic` (a str) with `payload` (str or bytes).
+    pub(super) fn publish(topic: Obj, payload: Obj) -> Req {
+        Req { a: topic, b: payload }
+    }
     fn single(&self) -> bool {
         unsafe { is_filter_pair(self.a) || str_data(self.a).is_some() }
     }
@@ -212,6 +217,8 @@ pub struct Client {
     pub(super) rx: [u8; RX_SIZE],
     pub(super) rx_start: usize,
     pub(super) rx_end: usize,
+    /// The persistent session store (`persistence=DIR`), None: in memory only.
+    pub(super) store: Option<Store>,
 }
 
 pub(super) fn now() -> u64 {
@@ -248,7 +255,7 @@ pub(super) fn topic_error(e: codec::Error, what: &'static str) -> ApiError {
 impl Client {
     /// # Safety
     /// `this` points to zeroed memory of `size_of::<Client>()` bytes inside a GC block.
-    pub unsafe fn init(this: *mut Client, url_obj: Obj, client_id: Obj, slot: i32) -> ApiResult<()> {
+    pub unsafe fn init(this: *mut Client, url_obj: Obj, client_id: Obj, persistence: Obj, slot: i32) -> ApiResult<()> {
         let url_bytes = str_data(url_obj).ok_or(ApiError::Type("broker_url must be a str"))?;
         if str_data(client_id).is_none() {
             return Err(ApiError::Type("client_id must be a str"));
@@ -287,13 +294,18 @@ impl Client {
                 rx: [0; RX_SIZE],
                 rx_start: 0,
                 rx_end: 0,
+                store: None,
             },
         );
+        if !persistence.is_null() && !is_none(persistence) {
+            (*this).open_store(persistence)?;
+        }
         Ok(())
     }
 
     pub fn deinit(&mut self) {
         self.close_transport();
+        self.close_store();
     }
 
     pub fn url(&self) -> &[u8] {
@@ -334,6 +346,9 @@ impl Client {
             .engine
             .publish(now(), Req { a: topic, b: payload }, qos, retain)
             .map_err(ApiError::Mqtt)?;
+        if self.store.is_some() && qos != QoS::AtMostOnce {
+            self.store_publish(mid)?;
+        }
         self.flush_now();
         Ok(mid as isize)
     }

@@ -37,6 +37,9 @@ pub unsafe fn pump(p: *mut Client) -> bool {
         mqtt_c_request_pump();
     }
     let c = &mut *p;
+    if c.store.is_some() {
+        let _ = c.sync_changes(false);
+    }
     let active = c.engine.is_active() || !c.sock.is_null();
     if active {
         let deadline = c.engine.poll_timeout().unwrap_or(u64::MAX);
@@ -81,6 +84,12 @@ unsafe fn dispatch(p: *mut Client, ev: Event<InMsg>) {
         Event::Message { msg, .. } => {
             let cb = (*p).cbs[CB_MESSAGE];
             mqtt_c_call_message(cb, msg.topic, msg.payload);
+            if (*p).store.is_some() {
+                // A QoS 2 message's id goes to the store right after its delivery
+                // (made durable before PUBREC leaves). A failure shows at the
+                // next write to the transport.
+                let _ = (*p).sync_changes(false);
+            }
         }
         Event::Published { mid, rc } => {
             let cb = (*p).cbs[CB_PUBLISH];

@@ -125,6 +125,11 @@ impl GcBuf {
     pub fn clear(&mut self) {
         self.len = 0;
     }
+    /// Gives the memory back to the heap.
+    pub fn release(&mut self) {
+        unsafe { free_bytes(self.ptr) };
+        *self = GcBuf::new();
+    }
     pub fn get(&self, r: core::ops::RangeFrom<usize>) -> Option<&[u8]> {
         if self.ptr.is_null() || r.start > self.len {
             return if r.start == 0 { Some(&[]) } else { None };

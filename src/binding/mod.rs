@@ -8,6 +8,7 @@ pub mod ffi;
 pub mod mem;
 pub mod obj;
 mod options;
+mod persist;
 mod transport;
 
 use client::{set_status, ApiError, Client};
@@ -32,8 +33,15 @@ pub extern "C" fn mqtt_rs_client_size() -> usize {
 /// # Safety
 /// `rs` points to `mqtt_rs_client_size()` zeroed bytes, 8-aligned, in a GC block.
 #[no_mangle]
-pub unsafe extern "C" fn mqtt_rs_client_init(rs: *mut core::ffi::c_void, url: Obj, client_id: Obj, slot: i32, st: *mut mqtt_status_t) {
-    let r = Client::init(rs as *mut Client, url, client_id, slot);
+pub unsafe extern "C" fn mqtt_rs_client_init(
+    rs: *mut core::ffi::c_void,
+    url: Obj,
+    client_id: Obj,
+    persistence: Obj,
+    slot: i32,
+    st: *mut mqtt_status_t,
+) {
+    let r = Client::init(rs as *mut Client, url, client_id, persistence, slot);
     st_result(st, r, ())
 }
 
@@ -99,6 +107,14 @@ pub unsafe extern "C" fn mqtt_rs_disconnect(rs: *mut core::ffi::c_void, st: *mut
 #[no_mangle]
 pub unsafe extern "C" fn mqtt_rs_is_connected(rs: *mut core::ffi::c_void) -> bool {
     (*(rs as *mut Client)).is_connected()
+}
+
+/// # Safety
+/// `rs` is a live client.
+#[no_mangle]
+pub unsafe extern "C" fn mqtt_rs_pending(rs: *mut core::ffi::c_void, st: *mut mqtt_status_t) -> Obj {
+    let r = (*(rs as *mut Client)).pending();
+    st_result(st, r, NULL)
 }
 
 /// # Safety

@@ -314,6 +314,12 @@ impl Client {
                     break;
                 }
             }
+            // The store first: what the engine encoded may depend on state changes
+            // that must be in the store before the packet leaves.
+            if self.store.is_some() && self.sync_changes(true).is_err() {
+                self.lost(now, LostReason::Io, rc::PERSISTENCE_ERROR);
+                return true;
+            }
             let data = self.send.get(self.send_off..).unwrap_or(&[]);
             let mut err: i32 = 0;
             let n = unsafe { mqtt_c_sock_write(self.sock, data.as_ptr(), data.len(), &mut err) };
@@ -370,8 +376,15 @@ impl Client {
             }
         }
         if matches!(self.transport, Transport::Up | Transport::WsUpgrade) {
-            progress |= self.read_some(now);
-            progress |= self.flush(now);
+            if self.store.is_some() {
+                // With a store, what a read produced is delivered by the pump
+                // before the acknowledgements go out (in the next round).
+                progress |= self.flush(now);
+                progress |= self.read_some(now);
+            } else {
+                progress |= self.read_some(now);
+                progress |= self.flush(now);
+            }
         }
         progress
     }

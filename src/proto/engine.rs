@@ -7,6 +7,12 @@ use heapless::{Deque, Vec};
 use super::codec::{self, check_first_byte, decode_body, Error, FilterSource, FixedHeaderParser, Packet};
 pub use super::codec::{ConnectParams, QoS, Sink, Will};
 use super::rc;
+use super::store::Change;
+
+mod persist;
+
+/// Capacity of the queue of state changes for a persistent store.
+pub const CHANGE_CAPACITY: usize = 32;
 
 /// Monotonic milliseconds, supplied by the caller.
 pub type Instant = u64;
@@ -338,6 +344,9 @@ pub struct Engine<H, Q, M> {
     rx_buf: Vec<u8, RX_BUF>,
     /// Inbound QoS 2 packet ids received (PUBLISH) and not yet released (PUBREL).
     inbound_qos2: [u32; 2048],
+    /// Whether state changes are queued for a persistent store (`set_persistence`).
+    persist: bool,
+    changes: Deque<Change, CHANGE_CAPACITY>,
     _h: core::marker::PhantomData<fn() -> H>,
 }
 
@@ -382,6 +391,8 @@ impl<H: Request, Q: Queue<Entry<H>>, M> Engine<H, Q, M> {
             rx_hdr: FixedHeaderParser::new(),
             rx_buf: Vec::new(),
             inbound_qos2: [0; 2048],
+            persist: false,
+            changes: Deque::new(),
             _h: core::marker::PhantomData,
         }
     }
@@ -889,6 +900,9 @@ impl<H: Request, Q: Queue<Entry<H>>, M> Engine<H, Q, M> {
     /// A request can no longer be encoded (its data became invalid): complete it with an error.
     fn fail_entry(&mut self, i: usize, err: Error) {
         if let Some(e) = self.remove_entry(i) {
+            if e.is_qos_publish() {
+                self.note(Change::Done { mid: e.mid });
+            }
             let ev = match e.kind {
                 Kind::Publish { .. } => Event::Published {
                     mid: e.mid,
@@ -963,7 +977,7 @@ impl<H: Request, Q: Queue<Entry<H>>, M> Engine<H, Q, M> {
         }
         // 3. New requests, in order. Room for a completion event plus one inbound packet's
         // event plus a lifecycle event is kept.
-        if self.events_free() >= 3 {
+        if self.events_free() >= 3 && self.changes_free() >= 1 {
             if let Some(i) = self.find_unsent() {
                 let (is_pub, qos, slot) = match self.queue.get(i) {
                     Some(e) => match e.kind {
@@ -1001,6 +1015,7 @@ impl<H: Request, Q: Queue<Entry<H>>, M> Engine<H, Q, M> {
                             } else {
                                 let gen = self.gen;
                                 let mut took_slot = false;
+                                let mut sent_mid = None;
                                 if let Some(e) = self.queue.get_mut(i) {
                                     e.state = EntryState::Sent;
                                     e.gen = gen;
@@ -1008,6 +1023,12 @@ impl<H: Request, Q: Queue<Entry<H>>, M> Engine<H, Q, M> {
                                         e.slot = true;
                                         took_slot = true;
                                     }
+                                    if is_pub {
+                                        sent_mid = Some(e.mid);
+                                    }
+                                }
+                                if let Some(mid) = sent_mid {
+                                    self.note(Change::Sent { mid });
                                 }
                                 if took_slot {
                                     self.buffered = self.buffered.saturating_sub(1);
@@ -1109,7 +1130,12 @@ impl<H: Request, Q: Queue<Entry<H>>, M> Engine<H, Q, M> {
     fn rx_step<I: Inbox<Msg = M>>(&mut self, now: Instant, data: &[u8], inbox: &mut I) -> Result<usize, LostReason> {
         match self.rx {
             Rx::Header => {
-                if self.rx_hdr.is_empty() && (self.events_free() < 2 || self.acks.len() >= ACK_CAPACITY) {
+                if self.rx_hdr.is_empty()
+                    && (self.events_free() < 2
+                        || self.acks.len() >= ACK_CAPACITY
+                        || self.changes_free() < 2
+                        || self.inbound_unsaved())
+                {
                     return Ok(0);
                 }
                 let mut n = 0usize;
@@ -1294,6 +1320,7 @@ impl<H: Request, Q: Queue<Entry<H>>, M> Engine<H, Q, M> {
             if let Some(msg) = msg {
                 if qos == QoS::ExactlyOnce {
                     self.qos2_set(pid, true);
+                    self.note(Change::InboundHeld { pid });
                 }
                 self.push_event(Event::Message {
                     msg,
@@ -1394,9 +1421,14 @@ impl<H: Request, Q: Queue<Entry<H>>, M> Engine<H, Q, M> {
                 });
                 match found {
                     Some(i) => {
+                        let mut released = None;
                         if let Some(e) = self.queue.get_mut(i) {
                             e.state = EntryState::Released;
                             e.gen = 0;
+                            released = Some(e.mid);
+                        }
+                        if let Some(mid) = released {
+                            self.note(Change::Released { mid });
                         }
                         self.resend_from = self.resend_from.min(i);
                     }
@@ -1404,6 +1436,9 @@ impl<H: Request, Q: Queue<Entry<H>>, M> Engine<H, Q, M> {
                 }
             }
             In::PubRel(id) => {
+                if self.persist && self.qos2_seen(id) {
+                    self.note(Change::InboundReleased { pid: id });
+                }
                 self.qos2_set(id, false);
                 self.push_ack(codec::PUBCOMP, id);
             }
@@ -1448,6 +1483,7 @@ impl<H: Request, Q: Queue<Entry<H>>, M> Engine<H, Q, M> {
             return;
         }
         if let Some(e) = self.remove_entry(i) {
+            self.note(Change::Done { mid: e.mid });
             self.push_event(Event::Published {
                 mid: e.mid,
                 rc: rc::OK,
@@ -1467,6 +1503,9 @@ impl<H: Request, Q: Queue<Entry<H>>, M> Engine<H, Q, M> {
                 self.resend_from = 0;
                 if !session_present {
                     // The broker has no session: its QoS 2 ids are not pending any more.
+                    if self.persist && self.inbound_qos2.iter().any(|w| *w != 0) {
+                        self.note(Change::InboundCleared);
+                    }
                     self.inbound_qos2 = [0; 2048];
                 }
                 self.push_event(Event::Connect {

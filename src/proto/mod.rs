@@ -132,6 +132,7 @@
 pub mod codec;
 pub mod engine;
 pub mod rc;
+pub mod store;
 pub mod url;
 // WebSocket framing (written by another engineer; declared here so it is built and tested).
 pub mod ws;

@@ -1,0 +1,155 @@
+"""Power cuts: the firmware is SIGKILLed at random moments while it publishes a stream of
+QoS 1/2 messages and while it receives QoS 2 messages, and restarted each time with the
+same client id and persistence directory (10 kills in all, 5 in each test).
+
+- Outbound: every message whose publish() returned (the script prints `P seq` right
+  after) reaches the peer: QoS 1 at least once, QoS 2 exactly once (payloads carry the
+  run and the sequence number, so a message restored from an earlier run is told apart
+  from the same sequence number published again).
+- Inbound: the script sees every one of the peer's QoS 2 messages, across all its runs,
+  exactly once; the only repeat allowed is the message a run was killed right after (its
+  on_message had returned, the store had not yet recorded its id: see the test).
+"""
+import random
+import time
+
+SEED = int(time.time())
+OUT_TOTAL = 2000
+IN_TOTAL = 1000
+KILLS = 5
+
+OUT_SCRIPT = r'''
+import mqtt, sys
+def on_connect(rc, flags):
+    print('CONN', rc, flags['session_present'])
+c = mqtt.MqttClient(URL, 'dev-out', persistence=DIR)
+print('RESTORED', len(c.pending()))
+c.connect(on_connect, {'max_buffered': 5000, 'keep_alive': 30})
+for seq in range(START, TOTAL):
+    c.publish('kill/out', '%d:%d' % (RUN, seq), 1 + seq % 2)
+    sys.stdout.write('P %d\n' % seq)
+if wait_until(lambda: not c.pending(), 60000):
+    print('DONE')
+else:
+    print('STUCK', c.pending())
+c.disconnect()
+'''
+
+IN_SCRIPT = r'''
+import mqtt, sys
+def on_connect(rc, flags):
+    print('CONN', rc, flags['session_present'])
+    if rc == 0 and not flags['session_present']:
+        c.subscribe(('kill/in', 2))
+def on_message(topic, msg):
+    sys.stdout.write('M %s\n' % bytes(msg).decode())   # one write: a kill leaves no half line
+c = mqtt.MqttClient(URL, 'dev-in', persistence=DIR)
+c.on_message(on_message)
+c.on_subscribe(lambda mid, granted: print('SUB', granted))
+c.connect(on_connect, {'keep_alive': 30})
+'''
+
+
+def kill(proc):
+    """SIGKILL, then wait until every line the process wrote has been read."""
+    proc.kill()
+    proc._t.join(10)
+
+
+def count_lines(proc, prefix):
+    return sum(1 for _, l in proc.lines if l.startswith(prefix))
+
+
+def wait_lines(proc, prefix, n, timeout):
+    deadline = time.monotonic() + timeout
+    while count_lines(proc, prefix) < n:
+        assert proc.proc.poll() is None, "firmware ended early\n%s\n%s" % (proc.stdout[-3000:], proc.stderr)
+        assert time.monotonic() < deadline, "no %d %r lines in %ss:\n%s\n%s" % (
+            n, prefix, timeout, proc.stdout[-3000:], proc.stderr)
+        time.sleep(0.002)
+
+
+def test_outbound_stream_survives_kills(spawn_fw, broker, peer, tmp_path):
+    rnd = random.Random(SEED)
+    peer.subscribe("kill/out", 2)
+    store = str(tmp_path / "store-out")
+    returned = set()          # (run, seq) whose publish() returned
+    start = 0
+    for run in range(KILLS + 1):
+        p = spawn_fw(OUT_SCRIPT, {"URL": broker.url, "DIR": store, "RUN": run, "START": start,
+                                  "TOTAL": OUT_TOTAL})
+        if run < KILLS:
+            # a random moment while the stream runs: after some publishes, plus a little
+            p.expect(r"^RESTORED", 20)
+            wait_lines(p, "P ", rnd.randint(60, 300), 60)
+            time.sleep(rnd.random() * 0.02)
+            kill(p)
+        else:
+            p.expect(r"^(DONE|STUCK)", 120)
+            assert "DONE" in p.stdout, p.stdout[-3000:]
+            assert p.wait(20) == 0, p.stderr
+        seqs = [int(l.split()[1]) for _, l in p.lines if l.startswith("P ")]
+        print("run %d: restored %s, %d publishes returned" % (
+            run, [l for _, l in p.lines if l.startswith("RESTORED")], len(seqs)))
+        returned |= {(run, s) for s in seqs}
+        if seqs:
+            start = seqs[-1] + 1
+    assert {s for _, s in returned} == set(range(OUT_TOTAL))
+
+    def received():
+        return [m[1].decode() for m in peer.messages("kill/out")]
+
+    missing = lambda: {"%d:%d" % rs for rs in returned} - set(received())  # noqa: E731
+    peer.wait_for(lambda: not missing(), 60, "every returned publish at the peer")
+    time.sleep(0.5)  # late duplicates, if any, would arrive now
+    counts = {}
+    for payload in received():
+        counts[payload] = counts.get(payload, 0) + 1
+    print("peer: %d messages, %d distinct, %d returned" % (len(received()), len(counts), len(returned)))
+    dup_qos2 = {k: n for k, n in counts.items() if n > 1 and int(k.split(":")[1]) % 2 == 1}
+    assert not dup_qos2, "QoS 2 messages received more than once (seed %d): %r" % (SEED, dup_qos2)
+
+
+def test_inbound_qos2_survives_kills(spawn_fw, broker, peer, tmp_path):
+    rnd = random.Random(SEED + 1)
+    store = str(tmp_path / "store-in")
+    runs = []                 # the messages each run saw, in order
+
+    def seen_by(proc):
+        return [l.split()[1] for _, l in proc.lines if l.startswith("M ")]
+
+    p = spawn_fw(IN_SCRIPT, {"URL": broker.url, "DIR": store})
+    p.expect(r"^SUB \[2\]", 20)
+    for i in range(IN_TOTAL):
+        peer.publish("kill/in", b"%d" % i, 2, wait=False)
+    for k in range(KILLS):
+        wait_lines(p, "M ", rnd.randint(40, 150), 60)
+        time.sleep(rnd.random() * 0.01)
+        kill(p)
+        runs.append(seen_by(p))
+        print("run %d: %d messages seen" % (k, len(runs[-1])))
+        p = spawn_fw(IN_SCRIPT, {"URL": broker.url, "DIR": store})
+        p.expect(r"^CONN 0 True", 20)
+    deadline = time.monotonic() + 60
+    while len({m for r in runs for m in r} | set(seen_by(p))) < IN_TOTAL:
+        missing = {str(i) for i in range(IN_TOTAL)} - {m for r in runs for m in r} - set(seen_by(p))
+        assert time.monotonic() < deadline, "inbound messages missing after the kills (seed %d): %r\n%s\n%s" % (
+            SEED, sorted(missing, key=int)[:50], p.stdout[-2000:], p.stderr[-2000:])
+        time.sleep(0.05)
+    time.sleep(0.5)  # late duplicates, if any, would arrive now
+    kill(p)
+    runs.append(seen_by(p))
+    seen = [m for r in runs for m in r]
+    counts = {}
+    for s in seen:
+        counts[s] = counts.get(s, 0) + 1
+    assert set(counts) == {str(i) for i in range(IN_TOTAL)}, "messages lost"
+    # Exactly once, but for the one instant no store can close: a run killed after
+    # on_message returned and before the store recorded the id (the next thing the
+    # firmware does) sees that message again in the next run. Such a message is the
+    # last one its run saw; any other repeat is a failure.
+    tails = {r[-1] for r in runs[:-1] if r}
+    twice = {k: n for k, n in counts.items() if n > 1}
+    unexplained = {k: n for k, n in twice.items() if n > 2 or k not in tails}
+    assert not unexplained, "QoS 2 messages delivered more than once (seed %d): %r" % (SEED, unexplained)
+    print("delivered again after a kill right after its on_message: %r" % sorted(twice))
