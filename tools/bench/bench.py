@@ -194,6 +194,10 @@ class Bench:
         base = [HOST, str(port or self.port), topic]
         if client == "mod":
             return [self.a.firmware, os.path.join(HERE, "mp_mod.py"), mode] + base + args, None
+        if client == "mod-persist":
+            store = os.path.join(self.tmp, "store-%d" % self.seq)
+            env = dict(os.environ, BENCH_PERSISTENCE=store)
+            return [self.a.firmware, os.path.join(HERE, "mp_mod.py"), mode] + base + args, env
         if client in ("umqtt", "umqtt-nagle"):
             nodelay = "0" if client == "umqtt-nagle" else "1"
             return ([self.a.firmware, os.path.join(HERE, "mp_umqtt.py"), mode] + base + [nodelay] + args,
@@ -360,7 +364,7 @@ def pct(xs, p):
 
 # ---------------------------------------------------------------- report
 
-NAMES = {"mod": "mqtt module", "umqtt": "umqtt.simple", "umqtt-nagle": "umqtt.simple (no NODELAY)",
+NAMES = {"mod": "mqtt module", "mod-persist": "mqtt module, persistence on", "umqtt": "umqtt.simple", "umqtt-nagle": "umqtt.simple (no NODELAY)",
          "paho": "paho-mqtt", "mosq": "mosquitto_pub"}
 
 
@@ -405,8 +409,10 @@ def main():
     rtt = {}    # (client, qos) -> [samples]
     rtt_med = {}  # (client, qos) -> [per-round medians]
     rtt_nagle = {}  # (client, qos) -> samples on the default broker
-    tp_clients = {0: ["mod", "umqtt", "paho", "mosq"], 1: ["mod", "umqtt", "umqtt-nagle", "paho", "mosq"],
-                  2: ["mod", "paho", "mosq"]}
+    tp_clients = {0: ["mod", "umqtt", "paho", "mosq"],
+                  1: ["mod", "mod-persist", "umqtt", "umqtt-nagle", "paho", "mosq"],
+                  2: ["mod", "mod-persist", "paho", "mosq"]}
+    written = {}  # (client, qos) -> [bytes written per message]
     rtt_clients = {0: ["mod", "umqtt", "paho", "mosq"], 1: ["mod", "umqtt", "umqtt-nagle", "paho", "mosq"],
                    2: ["mod", "paho", "mosq"]}
     try:
@@ -418,6 +424,8 @@ def main():
                     n = N_NAGLE if c == "umqtt-nagle" else N[qos]
                     res = b.throughput(c, qos, n)
                     tp.setdefault((c, qos), []).append(res["rate"])
+                    if res.get("written", -1) >= 0:
+                        written.setdefault((c, qos), []).append(res["written"] / n)
                     rss.setdefault(c, []).append(res["rss_kib"])
                     log("round %d  QoS %d  %-26s %10.0f msg/s  (peak RSS %d KiB)"
                         % (r + 1, qos, NAMES[c], res["rate"], res["rss_kib"]))
@@ -489,6 +497,13 @@ def main():
         vals = {c: med(tp[(c, qos)]) for c in cols if (c, qos) in tp}
         row("throughput QoS %d, msg/s" % qos, vals, "mosq", fmt_rate,
             per_round={c: tp[(c, qos)] for c in cols if (c, qos) in tp})
+    for qos in (1, 2):
+        if ("mod-persist", qos) in tp:
+            q = paired({c: tp[(c, qos)] for c in ("mod", "mod-persist")}, "mod-persist", "mod")
+            rows.append(["  persistence on, QoS %d: msg/s (× off); store bytes/msg" % qos,
+                         "%s (%.3g×); %.0f B" % (fmt_rate(med(tp[("mod-persist", qos)])), q,
+                                                 med(written[("mod-persist", qos)]) - med(written[("mod", qos)])),
+                         "", "", ""])
     if (("umqtt-nagle", 1)) in tp:
         rows.append(["  umqtt.simple QoS 1 without TCP_NODELAY", "", fmt_rate(med(tp[("umqtt-nagle", 1)])), "", ""])
     for qos in (0, 1, 2):
@@ -588,6 +603,7 @@ def main():
                    "rtt_p99_us": {"%s/%d" % k: pct(v, 99) for k, v in rtt.items()},
                    "rtt_default_broker_us": {"%s/%d" % k: v for k, v in rtt_nagle.items()},
                    "heap_pub": heap, "heap_rx": {"%s/%d" % k: v for k, v in heap_rx.items()},
+                   "written_per_msg": {"%s/%d" % k: v for k, v in written.items()},
                    "rss_kib": rss, "idle": idle, "sizes": sizes}, f, indent=1)
     print("\nbench: %.0f s; results in %s/results.md" % (elapsed, a.out))
 

@@ -7,6 +7,7 @@ import sys
 import time
 import gc
 import json
+import os
 import mqtt
 
 MODE = sys.argv[1]
@@ -20,6 +21,9 @@ WINDOW = 20        # max_inflight, the same window as every other client
 BUFFERED = 1000    # max_buffered: how far the script may run ahead of the wire
 
 state = {"conn": False, "done": 0, "subs": 0}
+# A directory in BENCH_PERSISTENCE: the client keeps its session there
+# (persistence=DIR), and the results report the bytes the process wrote.
+PERSISTENCE = os.getenv("BENCH_PERSISTENCE")
 
 
 def on_connect(rc, flags):
@@ -38,7 +42,10 @@ def on_subscribe(mid, granted):
 
 
 def client(cid, buffered=BUFFERED):
-    c = mqtt.MqttClient("mqtt://%s:%d" % (HOST, PORT), cid)
+    if PERSISTENCE:
+        c = mqtt.MqttClient("mqtt://%s:%d" % (HOST, PORT), cid, persistence=PERSISTENCE)
+    else:
+        c = mqtt.MqttClient("mqtt://%s:%d" % (HOST, PORT), cid)
     c.on_publish(on_publish)
     c.on_subscribe(on_subscribe)
     c.connect(on_connect, {"keep_alive": 60, "max_inflight": WINDOW, "max_buffered": buffered})
@@ -56,6 +63,18 @@ def subscribe(c, qos):
 def wait_done(n):
     while state["done"] < n:
         time.sleep_ms(1)
+
+
+def written_bytes():
+    # bytes this process has passed to write() (socket and files): /proc/self/io wchar
+    try:
+        with open("/proc/self/io") as f:
+            for line in f:
+                if line.startswith("wchar:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return -1
 
 
 def finish(c, result):
@@ -89,11 +108,12 @@ def mode_tp():
     n, qos = ARGS
     c = client("bench-mod-tp")
     print("READY")
+    w0 = written_bytes()
     t0 = time.time_ns()
     full = run_publish(c, n, qos)
     wait_done(n)
     t1 = time.time_ns()
-    finish(c, {"t0": t0, "t1": t1, "full": full})
+    finish(c, {"t0": t0, "t1": t1, "full": full, "written": written_bytes() - w0})
 
 
 def mode_rtt():

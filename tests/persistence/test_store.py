@@ -1,0 +1,252 @@
+"""The persistence option: restore after a restart, torn and corrupt stores, a store of
+another client id, unusable directories, failed writes, the store's bound, and the cost of
+persistence off on the per-message path."""
+import os
+import resource
+import signal
+import subprocess
+from pathlib import Path
+
+from relharness import e2e, parse_kv
+
+# Publishes while no connection was ever made; the process then ends (no client active).
+OFFLINE = r'''
+import mqtt
+c = mqtt.MqttClient('mqtt://127.0.0.1:1', ID, persistence=DIR)
+print('RESTORED', c.pending())
+mids = [c.publish('store/t', 'm%d' % i, 1 + i % 2) for i in range(N)]
+c.publish('store/q0', 'zero', 0)
+print('MIDS', mids)
+print('PENDING', c.pending())
+'''
+
+# Restores, connects, and reports every on_publish until nothing is pending.
+DRAIN = r'''
+import mqtt
+done = []
+c = mqtt.MqttClient(URL, ID, persistence=DIR)
+print('RESTORED', c.pending())
+c.on_publish(lambda mid, rc: done.append((mid, rc)))
+c.connect(lambda rc, flags: None, {})
+ok = wait_until(lambda: not c.pending(), 15000)
+print('ONPUBLISH', sorted(done))
+print('PENDING', c.pending())
+c.disconnect()
+'''
+
+
+def one(out, key):
+    vals = parse_kv(out, key)
+    assert vals, "no %s line in:\n%s" % (key, out)
+    return vals[-1]
+
+
+def offline(run_fw, store, n=5, cid="dev-store"):
+    rc, out, err = run_fw(OFFLINE, {"ID": cid, "DIR": str(store), "N": n})
+    assert rc == 0, out + err
+    return out
+
+
+def test_restored_messages_keep_their_mids_and_reach_the_peer_once(run_fw, broker, peer, tmp_path):
+    store = tmp_path / "s"
+    out = offline(run_fw, store)
+    assert one(out, "MIDS") == [1, 2, 3, 4, 5]
+    assert one(out, "PENDING") == [1, 2, 3, 4, 5, 6]   # the QoS 0 message too, in memory
+    peer.subscribe("store/#", 2)
+    rc, out, err = run_fw(DRAIN, {"URL": broker.url, "ID": "dev-store", "DIR": str(store)})
+    assert rc == 0, out + err
+    # QoS 0 is not stored: only the QoS 1/2 messages came back, with their mids
+    assert one(out, "RESTORED") == [1, 2, 3, 4, 5]
+    assert one(out, "ONPUBLISH") == [(m, 0) for m in [1, 2, 3, 4, 5]]
+    assert one(out, "PENDING") == []
+    got = sorted(m[1] for m in peer.wait_messages(5, 10, "store/"))
+    assert got == [b"m0", b"m1", b"m2", b"m3", b"m4"]
+    # complete messages left the store; new mids continue after the restored ones
+    out = offline(run_fw, store, n=1)
+    assert one(out, "RESTORED") == []
+    assert one(out, "MIDS") == [6]
+
+
+def test_a_torn_last_record_is_dropped_and_the_rest_restored(run_fw, broker, peer, tmp_path):
+    store = tmp_path / "s"
+    offline(run_fw, store)
+    log = store / "mqtt.log"
+    data = log.read_bytes()
+    for cut in (1, 5, 12):           # inside the last record: CRC, body, length
+        log.write_bytes(data[:-cut])
+        rc, out, err = run_fw("import mqtt\nprint('RESTORED', mqtt.MqttClient('mqtt://127.0.0.1:1', 'dev-store', "
+                              "persistence=DIR).pending())", {"DIR": str(store)})
+        assert rc == 0, out + err
+        assert one(out, "RESTORED") == [1, 2, 3, 4], cut
+    # the store was rewritten without the torn record; the rest is delivered
+    assert len(log.read_bytes()) < len(data)
+    peer.subscribe("store/#", 2)
+    rc, out, err = run_fw(DRAIN, {"URL": broker.url, "ID": "dev-store", "DIR": str(store)})
+    assert one(out, "ONPUBLISH") == [(m, 0) for m in [1, 2, 3, 4]]
+    assert sorted(m[1] for m in peer.wait_messages(4, 10, "store/")) == [b"m0", b"m1", b"m2", b"m3"]
+
+
+def test_a_corrupt_record_ends_the_replay_there(run_fw, tmp_path):
+    store = tmp_path / "s"
+    offline(run_fw, store)
+    log = store / "mqtt.log"
+    data = bytearray(log.read_bytes())
+    # the third publish record's payload byte ('m2'): a bit flipped in place
+    i = data.index(b"m2")
+    data[i + 1] ^= 0x01
+    log.write_bytes(bytes(data))
+    rc, out, err = run_fw("import mqtt\nprint('RESTORED', mqtt.MqttClient('mqtt://127.0.0.1:1', 'dev-store', "
+                          "persistence=DIR).pending())", {"DIR": str(store)})
+    assert rc == 0, out + err
+    assert one(out, "RESTORED") == [1, 2]
+    # garbage that is not a store at all: an error, and the file is left alone
+    log.write_bytes(b"\x0e\x00\x00\x00H" + b"NOTASTORE" * 3)
+    rc, out, err = run_fw(r'''
+import mqtt
+try:
+    mqtt.MqttClient('mqtt://127.0.0.1:1', 'dev-store', persistence=DIR)
+    print('NO ERROR')
+except mqtt.MqttError as e:
+    print('ERR', e.args)
+''', {"DIR": str(store)})
+    assert one(out, "ERR") == (-2, "persistence error")
+    assert log.read_bytes().startswith(b"\x0e\x00\x00\x00HNOTASTORE")
+
+
+def test_a_store_of_another_client_id_is_an_error_and_stays_intact(run_fw, tmp_path):
+    store = tmp_path / "s"
+    offline(run_fw, store, cid="dev-a")
+    before = (store / "mqtt.log").read_bytes()
+    rc, out, err = run_fw(r'''
+import mqtt
+try:
+    mqtt.MqttClient('mqtt://127.0.0.1:1', 'dev-b', persistence=DIR)
+    print('NO ERROR')
+except mqtt.MqttError as e:
+    print('ERR', e.args)
+''', {"DIR": str(store)})
+    assert one(out, "ERR") == (-2, "persistence error")
+    assert (store / "mqtt.log").read_bytes() == before
+    out = offline(run_fw, store, n=0, cid="dev-a")
+    assert one(out, "RESTORED") == [1, 2, 3, 4, 5]
+
+
+def test_unusable_directories(run_fw, tmp_path):
+    afile = tmp_path / "a-file"
+    afile.write_text("x")
+    rc, out, err = run_fw(r'''
+import mqtt
+for d in (FILE, MISSING_PARENT, ''):
+    try:
+        mqtt.MqttClient('mqtt://127.0.0.1:1', 'dev-x', persistence=d)
+        print('NO ERROR', d)
+    except mqtt.MqttError as e:
+        print('ERR', e.errno)
+for bad in (123, b'/tmp'):
+    try:
+        mqtt.MqttClient('mqtt://127.0.0.1:1', 'dev-x', persistence=bad)
+        print('NO ERROR', bad)
+    except TypeError:
+        print('TYPEERROR')
+c = mqtt.MqttClient('mqtt://127.0.0.1:1', 'dev-x', persistence=None)
+c.publish('t', 'x', 1)
+print('NONE', c.pending())
+c = mqtt.MqttClient('mqtt://127.0.0.1:1', 'dev-x', persistence=NEW)
+print('MADE', c.pending())
+''', {"FILE": str(afile), "MISSING_PARENT": str(tmp_path / "no" / "such"), "NEW": str(tmp_path / "new")})
+    assert rc == 0, out + err
+    assert out.count("ERR -2") == 3 and out.count("TYPEERROR") == 2 and "NO ERROR" not in out, out
+    assert one(out, "NONE") == [1]
+    assert one(out, "MADE") == [] and (tmp_path / "new" / "mqtt.log").exists()
+
+
+def test_a_failed_write_raises_minus_2_from_publish(fw, tmp_path):
+    """The log cannot grow past 8 KiB (RLIMIT_FSIZE, SIGXFSZ ignored: the write fails with
+    EFBIG): publish() raises MqttError -2 and the message is not kept; what returned before
+    is restored after a restart."""
+    store = tmp_path / "s"
+    script = fw._write(r'''
+import mqtt
+c = mqtt.MqttClient('mqtt://127.0.0.1:1', 'dev-full', persistence=DIR)
+print('RESTORED', c.pending())
+mids = []
+try:
+    for i in range(1000):
+        mids.append(c.publish('full/t', bytes(200), 1))
+except mqtt.MqttError as e:
+    print('ERR', e.args)
+print('MIDS', mids)
+print('PENDING', c.pending())
+''', {"DIR": str(store)})
+
+    def limited():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (8192, 8192))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+    p = subprocess.run([e2e.FIRMWARE, str(script)], capture_output=True, timeout=30, preexec_fn=limited)
+    out = p.stdout.decode()
+    assert p.returncode == 0, out + p.stderr.decode()
+    assert one(out, "ERR") == (-2, "persistence error")
+    mids = one(out, "MIDS")
+    assert 10 < len(mids) < 1000
+    assert one(out, "PENDING") == mids
+    p = subprocess.run([e2e.FIRMWARE, "-c", "import mqtt\nprint('RESTORED', mqtt.MqttClient('mqtt://127.0.0.1:1', "
+                        "'dev-full', persistence=%r).pending())" % str(store)], capture_output=True, timeout=30)
+    assert one(p.stdout.decode(), "RESTORED") == mids
+
+
+def test_the_store_stays_bounded_while_messages_complete(run_fw, broker, tmp_path):
+    store = tmp_path / "s"
+    rc, out, err = run_fw(r'''
+import mqtt, os
+c = mqtt.MqttClient(URL, 'dev-bound', persistence=DIR)
+c.connect(lambda rc, flags: None, {'max_buffered': 1000})
+wait_until(c.is_connected)
+biggest = 0
+for i in range(3000):
+    c.publish('bound/t', bytes(100), 1 + i % 2)
+    if i % 100 == 0:
+        biggest = max(biggest, os.stat(DIR + '/mqtt.log')[6])
+wait_until(lambda: not c.pending(), 30000)
+print('PENDING', c.pending())
+print('BIGGEST', biggest)
+c.disconnect()
+''', {"URL": broker.url, "DIR": str(store)}, timeout=90)
+    assert rc == 0, out + err
+    assert one(out, "PENDING") == []
+    # never more than three times the live state (at most the 1000 messages the client
+    # may hold) plus the compaction slack (16 KiB)
+    assert one(out, "BIGGEST") < 3 * 1000 * 130 + 16384
+    assert (store / "mqtt.log").stat().st_size < 20000
+
+
+HEAP = r'''
+import mqtt, gc
+c = mqtt.MqttClient('mqtt://127.0.0.1:1', 'dev-heap', **KW)
+c.connect(None, {'max_buffered': 3000})
+topic, payload = 'heap/t', b'0123456789' * 10
+for i in range(200):
+    c.publish(topic, payload, 1)
+res = []
+for rnd in range(3):
+    gc.collect()
+    gc.disable()
+    a = gc.mem_alloc()
+    for i in range(500):
+        c.publish(topic, payload, 1)
+    b = gc.mem_alloc()
+    gc.enable()
+    res.append(b - a)
+print('HEAP', res)
+c.disconnect()
+'''
+
+
+def test_persistence_off_costs_no_heap_per_publish(run_fw, tmp_path):
+    rc, out, err = run_fw(HEAP.replace("**KW", ""), {})
+    assert rc == 0, out + err
+    # the queue grows by doubling, so one of the batches may grow it; the others are flat
+    assert min(one(out, "HEAP")) == 0, out
+    rc, out, err = run_fw(HEAP.replace("**KW", "persistence=DIR"), {"DIR": str(tmp_path / "h")})
+    assert rc == 0, out + err
+    assert min(one(out, "HEAP")) == 0, out
