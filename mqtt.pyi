@@ -128,7 +128,7 @@ class MqttClient:
     ``mqtt.Client`` is the same class.
     """
 
-    def __init__(self, broker_url: str, client_id: str, /) -> None:
+    def __init__(self, broker_url: str, client_id: str, /, *, persistence: Optional[str] = None) -> None:
         """Creates a client; no network I/O.
 
         ``broker_url`` is ``scheme://host[:port][/path]``; schemes (case-insensitive) and
@@ -139,6 +139,15 @@ class MqttClient:
         malformed URL (no host, port not in 1..65535, ``user@``, a path with a non-WebSocket
         scheme), ``TypeError`` when an argument is missing or not a str, ``MqttError`` -1
         when 32 clients exist already.
+
+        Addition ``persistence``: None (default, the session lives in RAM) or a directory
+        (made if missing) where the unfinished QoS 1/2 messages (with packet id, mid and
+        state) and the inbound QoS 2 ids are kept, so that they survive a power cut; a
+        client made again with the same id and directory restores them here, and
+        re-sends them after ``connect()`` (PUBLISH with DUP and the same id, or PUBREL).
+        Each QoS 1/2 ``publish()`` flushes the store before it returns. ``MqttError`` -2
+        when the directory cannot be used or holds the store of another client id;
+        ``TypeError`` when it is not a str. See docs/mqtt.Client.rst, "Persistence".
         """
         ...
 
@@ -176,7 +185,8 @@ class MqttClient:
         -12 (the message must wait and the buffer holds max_buffered messages; with
         max_buffered 0, any publish while not connected), -4 (connected, max_buffered 0,
         QoS 1/2 and the in-flight window full), -8 (packet too large), -10 (no packet id
-        free).
+        free), -2 (with ``persistence``: the QoS 1/2 message could not be stored; it is
+        not queued).
         """
         ...
 
@@ -210,6 +220,12 @@ class MqttClient:
 
     def is_connected(self) -> bool:
         """Addition: True while the connection to the broker is established."""
+        ...
+
+    def pending(self) -> list[int]:
+        """Addition: the mids of the publishes not finished yet (buffered or awaiting
+        acknowledgement), oldest first; with ``persistence`` including those restored
+        from the store, under their original mids."""
         ...
 
     def on_message(self, callback: Optional[_OnMessage], /) -> None:

@@ -112,7 +112,6 @@ int mqtt_c_file_write(mp_obj_t file, const uint8_t *buf, size_t len);
 int mqtt_c_file_flush(mp_obj_t file);
 void mqtt_c_file_close(mp_obj_t file);
 int mqtt_c_fs_rename(mp_obj_t from, mp_obj_t to);
-int mqtt_c_fs_remove(mp_obj_t path);
 // 1 when `path` is a directory (made first if absent and `make`), 0 when absent,
 // else an error.
 int mqtt_c_fs_dir(mp_obj_t path, bool make);

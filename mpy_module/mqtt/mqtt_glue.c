@@ -528,16 +528,6 @@ int mqtt_c_fs_rename(mp_obj_t from, mp_obj_t to) {
     return mqtt_file_error(MP_OBJ_FROM_PTR(nlr.ret_val));
 }
 
-int mqtt_c_fs_remove(mp_obj_t path) {
-    nlr_buf_t nlr;
-    if (nlr_push(&nlr) == 0) {
-        mp_call_function_n_kw(mqtt_os_fun(MP_QSTR_remove), 1, 0, &path);
-        nlr_pop();
-        return 0;
-    }
-    return mqtt_file_error(MP_OBJ_FROM_PTR(nlr.ret_val));
-}
-
 int mqtt_c_fs_dir(mp_obj_t path, bool make) {
     nlr_buf_t nlr;
     if (nlr_push(&nlr) == 0) {

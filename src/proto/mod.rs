@@ -10,6 +10,9 @@
 //! - [`codec`]: every MQTT 3.1.1 packet, encode into a [`Sink`] and decode (whole buffer,
 //!   streaming), validation ([`validate_topic_name`], [`validate_topic_filter`]).
 //! - [`engine`]: the session engine [`Engine`].
+//! - [`store`]: the persistent session store: log records (length, kind, CRC-32), replay
+//!   up to the last complete record, compaction rule; [`store::Change`] is what the engine
+//!   reports for it.
 //!
 //! ## Deviations from the API brief (for the binding author)
 //!
@@ -126,6 +129,13 @@
 //!   `Engine<H, heapless::Vec<Entry<H>, 0>, M>` with a 48-byte `M` (test `engine_size`),
 //!   plus the binding's queue storage (one `Entry<H>` per request: 88 bytes there with a
 //!   72-byte `H`; less on a 32-bit target).
+//! - **Persistence** (`set_persistence(true)`, off by default): every change of a QoS 1/2
+//!   publish (sent, PUBREC received, complete) and of the inbound QoS 2 ids (held,
+//!   released, cleared) is queued as a [`store::Change`] for `poll_change()`; the engine
+//!   holds back input and new requests while that queue is nearly full, and reads nothing
+//!   after an inbound QoS 2 PUBLISH until its change is taken (the binding delivers the
+//!   message, then stores the id). `restore_*` put a replayed session back before the first
+//!   connection (`engine/persist.rs`). With persistence off nothing is queued.
 //! - Nothing here panics: all network and caller data is read with `get()`, checked
 //!   arithmetic and error values.
 
