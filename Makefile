@@ -173,7 +173,7 @@ test-asan: mpy-cross venv
 	    USER_C_MODULES=$(TOP)/mpy_module -j$(JOBS) \
 	    CFLAGS_EXTRA="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
 	    LDFLAGS_EXTRA="-fsanitize=address,undefined" STRIP=
-	@set -e; for suite in tests/e2e tests/transports tests/reliability; do \
+	@set -e; for suite in tests/e2e tests/transports tests/reliability tests/persistence; do \
 	    echo "== $$suite (ASan/UBSan firmware)"; \
 	    ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	        MQTT_FIRMWARE=$(ASAN_BUILD)/micropython $(PYTEST) -q $$suite; \

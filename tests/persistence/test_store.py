@@ -1,11 +1,11 @@
 """The persistence option: restore after a restart, torn and corrupt stores, a store of
 another client id, unusable directories, failed writes, the store's bound, and the cost of
 persistence off on the per-message path."""
-import os
+import re
 import resource
 import signal
 import subprocess
-from pathlib import Path
+import time
 
 from relharness import e2e, parse_kv
 
@@ -250,3 +250,43 @@ def test_persistence_off_costs_no_heap_per_publish(run_fw, tmp_path):
     rc, out, err = run_fw(HEAP.replace("**KW", "persistence=DIR"), {"DIR": str(tmp_path / "h")})
     assert rc == 0, out + err
     assert min(one(out, "HEAP")) == 0, out
+
+
+def test_messages_on_the_wire_at_a_kill_are_resent_with_dup_and_their_ids(spawn_fw, run_fw, broker, peer, tmp_path):
+    """The broker is frozen (SIGSTOP) while the client writes 20 QoS 1/2 messages, then the
+    client is killed: the restarted client re-sends all 20 as PUBLISH with DUP=1 and the
+    packet ids of the first run, and the peer gets each QoS 2 message exactly once."""
+    store = str(tmp_path / "s")
+    peer.subscribe("dup/#", 2)
+    p = spawn_fw(r'''
+import mqtt
+c = mqtt.MqttClient(URL, 'dev-dup', persistence=DIR)
+c.connect(lambda rc, flags: print('CONN', rc), {})
+wait_until(c.is_connected)
+print('READY')
+wait_until(lambda: False, 1500)     # the test freezes the broker meanwhile
+mids = [c.publish('dup/t', 'm%d' % i, 1 + i % 2) for i in range(20)]
+print('MIDS', mids)
+wait_until(lambda: False, 60000)
+''', {"URL": broker.url, "DIR": store})
+    p.expect(r"^READY", 20)
+    broker.pause()
+    try:
+        p.expect(r"^MIDS", 20)
+        time.sleep(0.3)
+        p.kill()
+    finally:
+        broker.resume()
+    mids = one(p.stdout, "MIDS")
+    rc, out, err = run_fw(DRAIN, {"URL": broker.url, "ID": "dev-dup", "DIR": store})
+    assert rc == 0, out + err
+    assert one(out, "RESTORED") == mids
+    assert one(out, "ONPUBLISH") == [(m, 0) for m in mids]
+    peer.wait_messages(20, 10, "dup/")
+    time.sleep(0.5)  # late duplicates, if any, would arrive now
+    got = [m[1] for m in peer.messages("dup/")]
+    assert {b"m%d" % i for i in range(20)} == set(got)
+    qos2 = [g for g in got if int(g[1:]) % 2 == 1]
+    assert len(qos2) == len(set(qos2)) == 10, got
+    resent = {int(m) for m in re.findall(r"Received PUBLISH from dev-dup \(d1, q[12], r0, m(\d+),", broker.log())}
+    assert resent == set(range(1, 21)), broker.log()[-3000:]
