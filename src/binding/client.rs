@@ -342,11 +342,15 @@ impl Client {
         let qos = qos_of(qos)?;
         let retain = bool_value(retain).ok_or(ApiError::Type("retain must be a bool"))?;
         let payload = if kind == BufKind::ByteArray { freeze(message)? } else { message };
+        let stored = self.store.is_some() && qos != QoS::AtMostOnce;
+        if stored && self.sync_changes(false).is_err() {
+            return Err(ApiError::Mqtt(rc::PERSISTENCE_ERROR));
+        }
         let mid = self
             .engine
             .publish(now(), Req { a: topic, b: payload }, qos, retain)
             .map_err(ApiError::Mqtt)?;
-        if self.store.is_some() && qos != QoS::AtMostOnce {
+        if stored {
             self.store_publish(mid)?;
         }
         self.flush_now();

@@ -68,6 +68,17 @@ impl Restore for IntoEngine<'_> {
         let e = &mut self.0.engine;
         match *r {
             Record::Publish(p) => unsafe {
+                // A packet id (or mid) is only reused after its message completed: an
+                // older entry holding it lost its "complete" record to the power cut.
+                let q = e.queue();
+                let stale = (0..crate::proto::engine::Queue::len(q)).find_map(|i| {
+                    crate::proto::engine::Queue::get(q, i)
+                        .filter(|x| x.packet_id() == p.pid || x.mid() == p.mid)
+                        .map(|x| x.mid())
+                });
+                if let Some(old) = stale {
+                    e.restore_done(old)?;
+                }
                 let topic = core::str::from_utf8(p.topic).map_err(|_| rc::BAD_STRUCTURE)?;
                 let t = mqtt_c_new_str(topic.as_ptr() as *const _, topic.len());
                 let b = mqtt_c_new_bytes(p.payload.as_ptr(), p.payload.len());
@@ -180,10 +191,12 @@ impl Client {
         Ok(())
     }
 
-    /// Stores the QoS 1/2 publish `mid` that `publish()` just queued. On failure it is
+    /// Stores the QoS 1/2 publish `mid` that `publish()` just queued (the engine's earlier
+    /// changes were written before it was queued: see `Client::publish`). On failure it is
     /// taken back out of the engine and the call raises -2.
     pub(super) fn store_publish(&mut self, mid: u32) -> ApiResult<()> {
-        let ok = self.sync_changes(false).is_ok() && self.encode_publish(mid) && self.append_scratch(true).is_ok();
+        let broken = self.store.as_ref().map_or(true, |st| st.broken);
+        let ok = !broken && self.encode_publish(mid) && self.append_scratch(true).is_ok();
         if !ok {
             if let Some(st) = self.store.as_mut() {
                 st.scratch.clear();

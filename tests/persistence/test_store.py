@@ -4,8 +4,10 @@ persistence off on the per-message path."""
 import re
 import resource
 import signal
+import struct
 import subprocess
 import time
+import zlib
 
 from relharness import e2e, parse_kv
 
@@ -290,3 +292,37 @@ wait_until(lambda: False, 60000)
     assert len(qos2) == len(set(qos2)) == 10, got
     resent = {int(m) for m in re.findall(r"Received PUBLISH from dev-dup \(d1, q[12], r0, m(\d+),", broker.log())}
     assert resent == set(range(1, 21)), broker.log()[-3000:]
+
+
+def record(kind, body):
+    """A store record as the module writes it: length, kind, body, CRC-32."""
+    framed = struct.pack("<I", len(body) + 1) + kind + body
+    return framed + struct.pack("<I", zlib.crc32(framed))
+
+
+def pub_record(mid, pid, qos, state, topic, payload):
+    return record(b"P", struct.pack("<IHBH", mid, pid, qos | state << 3, len(topic)) + topic + payload)
+
+
+def test_a_packet_id_reused_in_the_log_keeps_only_the_newer_message(run_fw, broker, peer, tmp_path):
+    """A message whose "complete" record was lost, then a newer message with its packet
+    id: the newer one is restored, the older one (complete, or the broker could not have
+    given its id again) is not."""
+    store = tmp_path / "s"
+    store.mkdir()
+    (store / "mqtt.log").write_bytes(
+        record(b"H", b"DLMQ\x01" + struct.pack("<I", 40) + b"dev-reuse")
+        + pub_record(30, 7, 1, 1, b"reuse/t", b"old")
+        + pub_record(31, 8, 2, 0, b"reuse/t", b"kept")
+        + pub_record(35, 7, 2, 0, b"reuse/t", b"new"))
+    peer.subscribe("reuse/#", 2)
+    rc, out, err = run_fw(DRAIN, {"URL": broker.url, "ID": "dev-reuse", "DIR": str(store)})
+    assert rc == 0, out + err
+    assert one(out, "RESTORED") == [31, 35]
+    assert one(out, "ONPUBLISH") == [(31, 0), (35, 0)]
+    peer.wait_messages(2, 10, "reuse/")
+    time.sleep(0.3)
+    assert sorted(m[1] for m in peer.messages("reuse/")) == [b"kept", b"new"]
+    # mids go on after the header's next mid
+    out = offline(run_fw, store, n=1, cid="dev-reuse")
+    assert one(out, "MIDS") == [40]
