@@ -200,7 +200,7 @@ void mqtt_c_request_pump(void) {
     mqtt_schedule_pump();
     // Within the pump (a callback's publish) the pump itself goes on, and a
     // Python thread that waits for the clients runs it: no kick needed.
-    if (!mqtt_loop.started || mqtt_pump_running() || mqtt_loop.py_waiting) {
+    if (!mqtt_loop.started || mqtt_c_pump_running() || mqtt_loop.py_waiting) {
         return;
     }
     // Called from the Python thread, which runs the scheduled pump at its
