@@ -343,8 +343,12 @@ impl Client {
 
     /// From an API call: send what can go now, and let the pump deliver events.
     pub(super) fn flush_now(&mut self) {
-        let t = now();
-        self.flush(t);
+        // Inside the pump (a callback's publish) the pump's next round writes
+        // it, together with whatever the other callbacks of this round queue.
+        if unsafe { !mqtt_c_pump_running() } {
+            let t = now();
+            self.flush(t);
+        }
         unsafe { mqtt_c_request_pump() };
     }
 
