@@ -78,7 +78,11 @@ def test_outbound_stream_survives_kills(spawn_fw, broker, peer, tmp_path):
     for run in range(KILLS + 1):
         p = spawn_fw(OUT_SCRIPT, {"URL": broker.url, "DIR": store, "RUN": run, "START": start,
                                   "TOTAL": OUT_TOTAL})
-        if run < KILLS:
+        if run == 2:
+            # a random moment of the start-up: restore, the store's rewrite, connect
+            time.sleep(rnd.random() * 0.05)
+            kill(p)
+        elif run < KILLS:
             # a random moment while the stream runs: after some publishes, plus a little
             p.expect(r"^RESTORED", 20)
             wait_lines(p, "P ", rnd.randint(60, 300), 60)
@@ -89,11 +93,12 @@ def test_outbound_stream_survives_kills(spawn_fw, broker, peer, tmp_path):
             assert "DONE" in p.stdout, p.stdout[-3000:]
             assert p.wait(20) == 0, p.stderr
         seqs = [int(l.split()[1]) for _, l in p.lines if l.startswith("P ")]
+        if not seqs:
+            continue
         print("run %d: restored %s, %d publishes returned" % (
             run, [l for _, l in p.lines if l.startswith("RESTORED")], len(seqs)))
         returned |= {(run, s) for s in seqs}
-        if seqs:
-            start = seqs[-1] + 1
+        start = seqs[-1] + 1
     assert {s for _, s in returned} == set(range(OUT_TOTAL))
 
     def received():
