@@ -122,8 +122,6 @@ impl Request for Req {
 pub struct InMsg {
     pub(super) topic: Obj,
     pub(super) payload: Obj,
-    pub(super) items: *mut u8,
-    pub(super) len: usize,
 }
 
 pub(super) struct Alloc;
@@ -141,14 +139,17 @@ impl Inbox for Alloc {
             if p.is_null() {
                 return None;
             }
-            Some(InMsg { topic: t, payload: p, items, len: payload_len })
+            Some(InMsg { topic: t, payload: p })
         }
     }
     fn payload_mut<'a>(&mut self, msg: &'a mut InMsg) -> &'a mut [u8] {
-        if msg.len == 0 || msg.items.is_null() {
-            return &mut [];
+        // the bytearray made by `begin`: its items are a GC block of its length
+        match unsafe { buffer_data(msg.payload) } {
+            Some((d, BufKind::ByteArray)) if !d.is_empty() => unsafe {
+                core::slice::from_raw_parts_mut(d.as_ptr() as *mut u8, d.len())
+            },
+            _ => &mut [],
         }
-        unsafe { core::slice::from_raw_parts_mut(msg.items, msg.len) }
     }
 }
 
@@ -173,13 +174,30 @@ pub(super) const CB_SUBSCRIBE: usize = mqtt_cb_t_MQTT_CB_SUBSCRIBE as usize;
 pub(super) const CB_UNSUBSCRIBE: usize = mqtt_cb_t_MQTT_CB_UNSUBSCRIBE as usize;
 pub(super) const CB_COUNT: usize = mqtt_cb_t_MQTT_CB_COUNT as usize;
 
+/// The receive buffer inside the client: one read of up to this much is tried
+/// first, so an idle wake-up, an acknowledgement or a small message needs no
+/// other buffer.
+pub(super) const RX_SMALL: usize = 64;
+/// The receive buffer a read moves to when the small one came back full (more
+/// is waiting): a GC block that lives while its bytes are being processed.
 pub(super) const RX_SIZE: usize = 2048;
+/// How soon a pump retries when a new QoS 2 message could not get heap for its id.
+pub(super) const RX_BLOCKED_RETRY_MS: u64 = 100;
 /// How much a pump round reads before it lets callbacks run.
 pub(super) const READ_BUDGET: usize = 64 * 1024;
 /// How much is batched into one write.
 pub(super) const WRITE_BATCH: usize = 16 * 1024;
 
 pub type Queue = GcQueue<Entry<Req>>;
+/// Inbound QoS 2 packet ids between PUBLISH and PUBREL: a GC block that grows
+/// with them (2 bytes each) and shrinks back.
+pub type InboundIds = GcQueue<u16>;
+
+/// WebSocket state, in its own GC block for ws:// and wss:// connections only.
+pub(super) struct WsState {
+    pub(super) up: UpgradeParser,
+    pub(super) dec: FrameDecoder,
+}
 
 pub struct Client {
     pub(super) url: Obj,
@@ -190,7 +208,7 @@ pub struct Client {
     pub(super) slot: i32,
     pub(super) cbs: [Obj; CB_COUNT],
     pub(super) opts: Options,
-    pub(super) engine: Engine<Req, Queue, InMsg>,
+    pub(super) engine: Engine<Req, Queue, InMsg, InboundIds>,
     pub(super) path: (*const u8, usize),
     pub(super) tls_ctx: Obj,
     /// The stream MQTT (or WebSocket) bytes go through: the TCP socket, or a TLS socket over it.
@@ -203,13 +221,14 @@ pub struct Client {
     pub(super) write_blocked: bool,
     /// The cause of the last transport failure, for on_connect (0: from the reason).
     pub(super) fail_code: i32,
-    pub(super) ws_key: [u8; 16],
-    pub(super) ws_up: UpgradeParser,
-    pub(super) ws_dec: FrameDecoder,
+    /// WebSocket state while a ws/wss transport is open (else null).
+    pub(super) ws: *mut WsState,
     pub(super) rng: u32,
     pub(super) send: GcBuf,
     pub(super) send_off: usize,
-    pub(super) rx: [u8; RX_SIZE],
+    /// The receive buffer in use: `rx_small`, or a GC block of `RX_SIZE` bytes.
+    pub(super) rx_big: *mut u8,
+    pub(super) rx_small: [u8; RX_SMALL],
     pub(super) rx_start: usize,
     pub(super) rx_end: usize,
 }
@@ -271,20 +290,19 @@ impl Client {
                 slot,
                 cbs: [none(); CB_COUNT],
                 opts: Options::new(),
-                engine: Engine::new(Config::default(), GcQueue::new()),
+                engine: Engine::with_inbound_ids(Config::default(), GcQueue::new(), GcQueue::new()),
                 sock: NULL,
                 raw: NULL,
                 fd: -1,
                 transport: Transport::None,
                 write_blocked: false,
                 fail_code: 0,
-                ws_key: [0; 16],
-                ws_up: UpgradeParser::new(&[0; 16]),
-                ws_dec: FrameDecoder::new(WS_MAX_FRAME),
+                ws: ptr::null_mut(),
                 rng: 0,
                 send: GcBuf::new(),
                 send_off: 0,
-                rx: [0; RX_SIZE],
+                rx_big: ptr::null_mut(),
+                rx_small: [0; RX_SMALL],
                 rx_start: 0,
                 rx_end: 0,
             },

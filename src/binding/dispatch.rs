@@ -37,9 +37,15 @@ pub unsafe fn pump(p: *mut Client) -> bool {
         mqtt_c_request_pump();
     }
     let c = &mut *p;
+    c.trim_buffers();
     let active = c.engine.is_active() || !c.sock.is_null();
     if active {
-        let deadline = c.engine.poll_timeout().unwrap_or(u64::MAX);
+        let mut deadline = c.engine.poll_timeout().unwrap_or(u64::MAX);
+        if c.engine.is_receive_blocked() {
+            // A new QoS 2 message waits for heap to record its id: try again soon
+            // (the script may have freed memory); the socket is not read meanwhile.
+            deadline = deadline.min(now().saturating_add(RX_BLOCKED_RETRY_MS));
+        }
         mqtt_c_watch(c.slot, c.fd, c.want_write(), deadline);
     }
     active

@@ -4,6 +4,7 @@
 //! writing what it has to send.
 use super::client::*;
 use super::ffi::*;
+use super::mem::{gc_box, gc_bytes, gc_free_bytes, gc_unbox};
 use super::obj::*;
 use crate::proto::codec::{ConnectParams, QoS, Will};
 use crate::proto::engine::{Action, LostReason};
@@ -40,9 +41,36 @@ impl Client {
         self.transport = Transport::None;
         self.write_blocked = false;
         self.send.clear();
+        self.send.trim();
         self.send_off = 0;
         self.rx_start = 0;
         self.rx_end = 0;
+        unsafe {
+            gc_free_bytes(&mut self.rx_big);
+            gc_unbox(&mut self.ws);
+        }
+    }
+
+    /// The receive buffer in use.
+    pub(super) fn rx(&self) -> &[u8] {
+        if self.rx_big.is_null() {
+            &self.rx_small
+        } else {
+            unsafe { core::slice::from_raw_parts(self.rx_big, RX_SIZE) }
+        }
+    }
+
+    fn rx_mut(&mut self) -> &mut [u8] {
+        if self.rx_big.is_null() {
+            &mut self.rx_small
+        } else {
+            unsafe { core::slice::from_raw_parts_mut(self.rx_big, RX_SIZE) }
+        }
+    }
+
+    /// The WebSocket state (a ws/wss transport is open).
+    fn ws(&mut self) -> Option<&mut WsState> {
+        unsafe { self.ws.as_mut() }
     }
 
     /// The transport failed: `code` (0: derive it from `reason`) is what
@@ -103,17 +131,23 @@ impl Client {
             self.sock = t;
         }
         if self.scheme.is_websocket() {
-            for chunk in self.ws_key.chunks_mut(4) {
+            let mut key = [0u8; 16];
+            for chunk in key.chunks_mut(4) {
                 let m = Self::next_mask(&mut self.rng);
                 chunk.copy_from_slice(&m);
             }
-            self.ws_up = UpgradeParser::new(&self.ws_key);
-            self.ws_dec = FrameDecoder::new(WS_MAX_FRAME);
+            self.ws = unsafe {
+                gc_box(WsState { up: UpgradeParser::new(&key), dec: FrameDecoder::new(WS_MAX_FRAME) })
+            };
+            if self.ws.is_null() {
+                self.lost(now, LostReason::OutOfMemory, 0);
+                return;
+            }
             let default_port = self.port == self.scheme.default_port();
             let (host, path) = (self.host, self.path);
             let host = unsafe { core::str::from_utf8_unchecked(core::slice::from_raw_parts(host.0, host.1)) };
             let path = unsafe { core::str::from_utf8_unchecked(core::slice::from_raw_parts(path.0, path.1)) };
-            if !ws::encode_upgrade(&mut self.send, host, self.port, default_port, path, &self.ws_key) {
+            if !ws::encode_upgrade(&mut self.send, host, self.port, default_port, path, &key) {
                 self.lost(now, LostReason::OutOfMemory, 0);
                 return;
             }
@@ -171,7 +205,12 @@ impl Client {
 
     /// Feeds MQTT bytes to the engine; returns how many it took.
     pub(super) fn feed_mqtt(&mut self, now: u64, data_start: usize, data_end: usize) -> usize {
-        match self.rx.get(data_start..data_end) {
+        let rx: &[u8] = if self.rx_big.is_null() {
+            &self.rx_small
+        } else {
+            unsafe { core::slice::from_raw_parts(self.rx_big, RX_SIZE) }
+        };
+        match rx.get(data_start..data_end) {
             Some(d) => self.engine.handle_bytes(now, d, &mut Alloc),
             None => 0,
         }
@@ -182,8 +221,14 @@ impl Client {
         while self.rx_start < self.rx_end {
             match self.transport {
                 Transport::WsUpgrade => {
-                    let data = self.rx.get(self.rx_start..self.rx_end).unwrap_or(&[]);
-                    match self.ws_up.feed(data) {
+                    let (start, end) = (self.rx_start, self.rx_end);
+                    let rx: *const [u8] = self.rx();
+                    let data = unsafe { (&*rx).get(start..end).unwrap_or(&[]) };
+                    let fed = match unsafe { self.ws.as_mut() } {
+                        Some(w) => w.up.feed(data),
+                        None => Err(ws::WsError::Closed(0)),
+                    };
+                    match fed {
                         Ok(Some(n)) => {
                             self.rx_start += n;
                             self.transport = Transport::Up;
@@ -197,8 +242,15 @@ impl Client {
                     }
                 }
                 Transport::Up if self.scheme.is_websocket() => {
-                    let data = self.rx.get(self.rx_start..self.rx_end).unwrap_or(&[]);
-                    let (n, chunk) = match self.ws_dec.feed(data) {
+                    let (start, end) = (self.rx_start, self.rx_end);
+                    let rx: *const [u8] = self.rx();
+                    let data = unsafe { (&*rx).get(start..end).unwrap_or(&[]) };
+                    // the WebSocket state is its own GC block, apart from `self`
+                    let fed = match unsafe { self.ws.as_mut() } {
+                        Some(w) => w.dec.feed(data),
+                        None => Err(ws::WsError::Closed(0)),
+                    };
+                    let (n, chunk) = match fed {
                         Ok(r) => r,
                         Err(e) => {
                             let code = if matches!(e, ws::WsError::Closed(_)) { rc::CONNECTION_CLOSED } else { rc::WEBSOCKET_FAILED };
@@ -214,7 +266,9 @@ impl Client {
                             let end = self.rx_start + n;
                             let used = self.feed_mqtt(now, start, end);
                             if used < dlen {
-                                self.ws_dec.unconsume(dlen - used);
+                                if let Some(w) = self.ws() {
+                                    w.dec.unconsume(dlen - used);
+                                }
                                 self.rx_start = end - (dlen - used);
                                 return false;
                             }
@@ -256,12 +310,20 @@ impl Client {
     pub(super) fn read_some(&mut self, now: u64) -> bool {
         let mut progress = false;
         let mut total = 0usize;
+        let mut full = false;
         while matches!(self.transport, Transport::Up | Transport::WsUpgrade) && total < READ_BUDGET {
             if self.rx_start == self.rx_end {
                 self.rx_start = 0;
                 self.rx_end = 0;
+                // The last read filled its buffer: more is likely waiting, read it in
+                // bigger pieces (or keep the small buffer when the heap is short).
+                if full && self.rx_big.is_null() {
+                    self.rx_big = unsafe { gc_bytes(RX_SIZE) };
+                }
+                let buf = self.rx_mut();
+                let (p, cap) = (buf.as_mut_ptr(), buf.len());
                 let mut err: i32 = 0;
-                let n = unsafe { mqtt_c_sock_read(self.sock, self.rx.as_mut_ptr(), RX_SIZE, &mut err) };
+                let n = unsafe { mqtt_c_sock_read(self.sock, p, cap, &mut err) };
                 if n < 0 {
                     if err as u32 != MQTT_EAGAIN as u32 {
                         self.stream_failed(now, err);
@@ -279,12 +341,19 @@ impl Client {
                     return true;
                 }
                 self.rx_end = n as usize;
+                full = self.rx_end == cap;
                 total += n as usize;
                 progress = true;
             }
             if !self.process_rx(now) {
                 break; // events must be delivered first
             }
+        }
+        if self.rx_start == self.rx_end && !self.rx_big.is_null() {
+            // nothing left to process: the big buffer is not needed until the next burst
+            self.rx_start = 0;
+            self.rx_end = 0;
+            unsafe { gc_free_bytes(&mut self.rx_big) };
         }
         progress
     }
@@ -374,6 +443,16 @@ impl Client {
             progress |= self.flush(now);
         }
         progress
+    }
+
+    /// Gives back what a burst made the buffers grow to: the send buffer once all
+    /// of it is written.
+    pub(super) fn trim_buffers(&mut self) {
+        if self.send_off >= self.send.len() {
+            self.send.clear();
+            self.send_off = 0;
+            self.send.trim();
+        }
     }
 
     pub(super) fn want_write(&self) -> bool {
