@@ -13,7 +13,6 @@ use super::obj::*;
 use super::options::Options;
 use crate::proto::codec::{self, QoS};
 use crate::proto::engine::{Config, Engine, Entry, Inbox, Request};
-use crate::proto::ws::{FrameDecoder, UpgradeParser};
 use crate::proto::{rc, url};
 use core::ptr;
 
@@ -164,9 +163,6 @@ pub(super) enum Transport {
     Up,
 }
 
-/// Largest WebSocket frame accepted (the MQTT packet limit plus framing).
-pub(super) const WS_MAX_FRAME: u64 = 1 << 21;
-
 pub(super) const CB_CONNECT: usize = mqtt_cb_t_MQTT_CB_CONNECT as usize;
 pub(super) const CB_MESSAGE: usize = mqtt_cb_t_MQTT_CB_MESSAGE as usize;
 pub(super) const CB_PUBLISH: usize = mqtt_cb_t_MQTT_CB_PUBLISH as usize;
@@ -193,12 +189,6 @@ pub type Queue = GcQueue<Entry<Req>>;
 /// with them (2 bytes each) and shrinks back.
 pub type InboundIds = GcQueue<u16>;
 
-/// WebSocket state, in its own GC block for ws:// and wss:// connections only.
-pub(super) struct WsState {
-    pub(super) up: UpgradeParser,
-    pub(super) dec: FrameDecoder,
-}
-
 pub struct Client {
     pub(super) url: Obj,
     pub(super) scheme: url::Scheme,
@@ -222,7 +212,8 @@ pub struct Client {
     /// The cause of the last transport failure, for on_connect (0: from the reason).
     pub(super) fail_code: i32,
     /// WebSocket state while a ws/wss transport is open (else null).
-    pub(super) ws: *mut WsState,
+    #[cfg(feature = "websocket")]
+    pub(super) ws: *mut super::websocket::WsState,
     pub(super) rng: u32,
     pub(super) send: GcBuf,
     pub(super) send_off: usize,
@@ -277,6 +268,9 @@ impl Client {
             url::UrlError::BadScheme => ApiError::Mqtt(rc::BAD_PROTOCOL),
             url::UrlError::Malformed(m) => ApiError::Value(m),
         })?;
+        if parsed.scheme.is_websocket() && !super::websocket::SUPPORTED {
+            return Err(ApiError::Mqtt(rc::BAD_PROTOCOL));
+        }
         ptr::write(
             this,
             Client {
@@ -297,6 +291,7 @@ impl Client {
                 transport: Transport::None,
                 write_blocked: false,
                 fail_code: 0,
+                #[cfg(feature = "websocket")]
                 ws: ptr::null_mut(),
                 rng: 0,
                 send: GcBuf::new(),

@@ -4,12 +4,11 @@
 //! writing what it has to send.
 use super::client::*;
 use super::ffi::*;
-use super::mem::{gc_box, gc_bytes, gc_free_bytes, gc_unbox};
+use super::mem::{gc_bytes, gc_free_bytes};
 use super::obj::*;
-use crate::proto::codec::{ConnectParams, QoS, Will};
+use crate::proto::codec::{ConnectParams, QoS, Sink, Will};
 use crate::proto::engine::{Action, LostReason};
 use crate::proto::rc;
-use crate::proto::ws::{self, FrameDecoder, UpgradeParser, WsChunk, WsSink};
 use core::ptr;
 
 impl Client {
@@ -45,10 +44,8 @@ impl Client {
         self.send_off = 0;
         self.rx_start = 0;
         self.rx_end = 0;
-        unsafe {
-            gc_free_bytes(&mut self.rx_big);
-            gc_unbox(&mut self.ws);
-        }
+        unsafe { gc_free_bytes(&mut self.rx_big) };
+        self.ws_close();
     }
 
     /// The receive buffer in use.
@@ -68,10 +65,6 @@ impl Client {
         }
     }
 
-    /// The WebSocket state (a ws/wss transport is open).
-    fn ws(&mut self) -> Option<&mut WsState> {
-        unsafe { self.ws.as_mut() }
-    }
 
     /// The transport failed: `code` (0: derive it from `reason`) is what
     /// on_connect reports.
@@ -131,27 +124,7 @@ impl Client {
             self.sock = t;
         }
         if self.scheme.is_websocket() {
-            let mut key = [0u8; 16];
-            for chunk in key.chunks_mut(4) {
-                let m = Self::next_mask(&mut self.rng);
-                chunk.copy_from_slice(&m);
-            }
-            self.ws = unsafe {
-                gc_box(WsState { up: UpgradeParser::new(&key), dec: FrameDecoder::new(WS_MAX_FRAME) })
-            };
-            if self.ws.is_null() {
-                self.lost(now, LostReason::OutOfMemory, 0);
-                return;
-            }
-            let default_port = self.port == self.scheme.default_port();
-            let (host, path) = (self.host, self.path);
-            let host = unsafe { core::str::from_utf8_unchecked(core::slice::from_raw_parts(host.0, host.1)) };
-            let path = unsafe { core::str::from_utf8_unchecked(core::slice::from_raw_parts(path.0, path.1)) };
-            if !ws::encode_upgrade(&mut self.send, host, self.port, default_port, path, &key) {
-                self.lost(now, LostReason::OutOfMemory, 0);
-                return;
-            }
-            self.transport = Transport::WsUpgrade;
+            self.ws_open(now);
         } else {
             self.transport = Transport::Up;
             self.connect_params_up(now);
@@ -193,12 +166,8 @@ impl Client {
                 password: pass,
                 will,
             };
-            if self.scheme.is_websocket() {
-                let rng = &mut self.rng;
-                let mut sink = WsSink::new(&mut self.send, || Self::next_mask(rng));
-                self.engine.handle_transport_up(now, &params, &mut sink);
-            } else {
-                self.engine.handle_transport_up(now, &params, &mut self.send);
+            if !self.ws_transport_up(now, &params) {
+                self.engine.handle_transport_up(now, &params, &mut self.send as &mut dyn Sink);
             }
         }
     }
@@ -221,76 +190,13 @@ impl Client {
         while self.rx_start < self.rx_end {
             match self.transport {
                 Transport::WsUpgrade => {
-                    let (start, end) = (self.rx_start, self.rx_end);
-                    let rx: *const [u8] = self.rx();
-                    let data = unsafe { (&*rx).get(start..end).unwrap_or(&[]) };
-                    let fed = match unsafe { self.ws.as_mut() } {
-                        Some(w) => w.up.feed(data),
-                        None => Err(ws::WsError::Closed(0)),
-                    };
-                    match fed {
-                        Ok(Some(n)) => {
-                            self.rx_start += n;
-                            self.transport = Transport::Up;
-                            self.connect_params_up(now);
-                        }
-                        Ok(None) => self.rx_start = self.rx_end,
-                        Err(_) => {
-                            self.lost(now, LostReason::Protocol, rc::WEBSOCKET_FAILED);
-                            return true;
-                        }
+                    if let Some(r) = self.ws_upgrade_rx(now) {
+                        return r;
                     }
                 }
                 Transport::Up if self.scheme.is_websocket() => {
-                    let (start, end) = (self.rx_start, self.rx_end);
-                    let rx: *const [u8] = self.rx();
-                    let data = unsafe { (&*rx).get(start..end).unwrap_or(&[]) };
-                    // the WebSocket state is its own GC block, apart from `self`
-                    let fed = match unsafe { self.ws.as_mut() } {
-                        Some(w) => w.dec.feed(data),
-                        None => Err(ws::WsError::Closed(0)),
-                    };
-                    let (n, chunk) = match fed {
-                        Ok(r) => r,
-                        Err(e) => {
-                            let code = if matches!(e, ws::WsError::Closed(_)) { rc::CONNECTION_CLOSED } else { rc::WEBSOCKET_FAILED };
-                            self.lost(now, LostReason::Protocol, code);
-                            return true;
-                        }
-                    };
-                    match chunk {
-                        None => self.rx_start += n,
-                        Some(WsChunk::Data(d)) => {
-                            let dlen = d.len();
-                            let start = self.rx_start + n - dlen;
-                            let end = self.rx_start + n;
-                            let used = self.feed_mqtt(now, start, end);
-                            if used < dlen {
-                                if let Some(w) = self.ws() {
-                                    w.dec.unconsume(dlen - used);
-                                }
-                                self.rx_start = end - (dlen - used);
-                                return false;
-                            }
-                            self.rx_start = end;
-                        }
-                        Some(WsChunk::Ping(p)) => {
-                            let mut buf = [0u8; ws::MAX_CONTROL_PAYLOAD];
-                            let len = p.len().min(buf.len());
-                            buf[..len].copy_from_slice(&p[..len]);
-                            self.rx_start += n;
-                            let mask = Self::next_mask(&mut self.rng);
-                            ws::encode_pong(&mut self.send, &buf[..len], mask);
-                        }
-                        Some(WsChunk::Pong) => self.rx_start += n,
-                        Some(WsChunk::Close(_)) => {
-                            self.rx_start += n;
-                            let mask = Self::next_mask(&mut self.rng);
-                            ws::encode_close(&mut self.send, ws::CLOSE_NO_STATUS, mask);
-                            self.flush(now);
-                            self.lost(now, LostReason::Closed, rc::CONNECTION_CLOSED);
-                            return true;
-                        }
+                    if let Some(r) = self.ws_rx(now) {
+                        return r;
                     }
                 }
                 Transport::Up => {
@@ -366,17 +272,8 @@ impl Client {
                 self.send.clear();
                 self.send_off = 0;
                 if self.transport == Transport::Up {
-                    if self.scheme.is_websocket() {
-                        // one WebSocket frame per MQTT packet
-                        while self.send.len() < WRITE_BATCH {
-                            let rng = &mut self.rng;
-                            let mut sink = WsSink::new(&mut self.send, || Self::next_mask(rng));
-                            if !self.engine.poll_transmit(now, &mut sink) {
-                                break;
-                            }
-                        }
-                    } else {
-                        while self.send.len() < WRITE_BATCH && self.engine.poll_transmit(now, &mut self.send) {}
+                    if !self.ws_transmit(now) {
+                        while self.send.len() < WRITE_BATCH && self.engine.poll_transmit(now, &mut self.send as &mut dyn Sink) {}
                     }
                 }
                 if self.send.len() == 0 {
@@ -474,7 +371,7 @@ impl Client {
 
 /// Which TLS failure the tls module's exception text describes.
 fn classify_tls_error(text: &[u8]) -> i32 {
-    let has = |needle: &[u8]| text.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle));
+    let has = |needle: &[u8]| contains_ignore_case(text, needle);
     if has(b"Common Name") || has(b"CN") && has(b"match") || has(b"hostname") {
         rc::TLS_NAME_MISMATCH
     } else if has(b"not correctly signed")
@@ -491,4 +388,11 @@ fn classify_tls_error(text: &[u8]) -> i32 {
     } else {
         rc::TLS_HANDSHAKE_FAILED
     }
+}
+
+/// Whether `needle` occurs in `text`, ASCII case ignored (one copy of the loop
+/// for all the searches above).
+#[inline(never)]
+fn contains_ignore_case(text: &[u8], needle: &[u8]) -> bool {
+    text.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle))
 }

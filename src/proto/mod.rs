@@ -133,7 +133,8 @@ pub mod codec;
 pub mod engine;
 pub mod rc;
 pub mod url;
-// WebSocket framing (written by another engineer; declared here so it is built and tested).
+// WebSocket framing (cargo feature `websocket`, on by default).
+#[cfg(feature = "websocket")]
 pub mod ws;
 
 pub use codec::{validate_topic_filter, validate_topic_name, ConnectParams, QoS, Sink, Will};

@@ -124,12 +124,14 @@ res["ref_msg"] = (gc.mem_alloc() - m0) / N_MSG
 gc.enable()
 
 # a burst of queued publishes, then everything delivered
+btopic = topic + "/burst"
+time.sleep_ms(50)
 level = used()
 c.disconnect()
 wait(lambda: not c.is_connected())
 time.sleep_ms(50)
 for i in range(500):
-    c.publish(topic + "/burst", payload, 1)
+    c.publish(btopic, payload, 1)
 res["queued_burst"] = used() - level
 c.connect(on_connect, opts)
 wait(lambda: st["pubs"] >= 500 + N_MSG, 20000)
