@@ -42,9 +42,8 @@ def group(name):
     return "other (constants, switch tables)"
 
 
-def main():
-    obj = sys.argv[1]
-    n = int(sys.argv[2]) if len(sys.argv) > 2 else 40
+def gc_linked(obj):
+    """(text, data, bss, weak_bytes, symbols) of `obj` linked alone with --gc-sections."""
     pre = tools(obj)
     with tempfile.TemporaryDirectory() as d:
         clean = "%s/core.o" % d
@@ -56,7 +55,7 @@ def main():
         for r in roots:
             args += ["-u", r]
         run(*(args + [clean]))
-        size = run(pre + "size", "%s/core.elf" % d).splitlines()[-1].split()
+        size = [int(x) for x in run(pre + "size", "%s/core.elf" % d).splitlines()[-1].split()[:3]]
         syms = []
         weak = []
         for line in run(pre + "nm", "--size-sort", "-S", "-C", "%s/core.elf" % d).splitlines():
@@ -64,11 +63,18 @@ def main():
             if len(p) == 4:
                 # weak and global: the firmware's own definition replaces it
                 (weak if p[2] == "W" else syms).append((int(p[1], 16), p[3]))
-    syms.sort(reverse=True)
     w = sum(x[0] for x in weak)
-    print("text %d, data %s, bss %s (linked with --gc-sections from %d mqtt_rs_* roots; "
+    syms.sort(reverse=True)
+    return size[0] - w, size[1], size[2], weak, syms, len(roots)
+
+
+def main():
+    obj = sys.argv[1]
+    n = int(sys.argv[2]) if len(sys.argv) > 2 else 40
+    text, data, bss, weak, syms, nroots = gc_linked(obj)
+    print("text %d, data %d, bss %d (linked with --gc-sections from %d mqtt_rs_* roots; "
           "without %d bytes of weak %s the firmware's libc replaces)"
-          % (int(size[0]) - w, size[1], size[2], len(roots), w, ", ".join(x[1] for x in weak) or "-"))
+          % (text, data, bss, nroots, sum(x[0] for x in weak), ", ".join(x[1] for x in weak) or "-"))
     per = defaultdict(int)
     for s, name in syms:
         per[group(name)] += s

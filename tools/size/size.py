@@ -6,7 +6,8 @@ build/size/results.md and build/size/results.json.
   NAME:WITH_MODULE:WITHOUT_MODULE (a pair whose files are missing is left
   out, so the device columns appear once the device build exists), and the
   difference, which is what the module costs;
-- the Rust core's own object (--core-obj NAME:PATH, optional, repeatable);
+- the Rust core's own object (--core-obj NAME:PATH, optional, repeatable), as
+  much of it as a --gc-sections link keeps (tools/size/attribute.py);
 - the heap per client (plain, TLS, WebSocket, and WebSocket over TLS) and per
   received message, measured by tools/size/heap.py on each firmware that can
   run here (--run NAME:FIRMWARE) against a private mosquitto on 127.0.0.1
@@ -24,6 +25,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import attribute  # noqa: E402
 
 
 def section_sizes(path, size_tool):
@@ -132,7 +135,11 @@ def main():
     for spec in a.core_obj:
         name, path = spec.split(":", 1)
         if Path(path).is_file():
-            res["core"][name] = section_sizes(path, size_tool_for(path))
+            # what a --gc-sections link keeps of it (the firmware's own link may keep a
+            # little less: inlined helpers shared with nothing else are exact, weak
+            # memcpy & co. are replaced by the port's)
+            text, data, bss = attribute.gc_linked(path)[:3]
+            res["core"][name] = {"text": text, "data": data, "bss": bss}
 
     if a.run:
         d = tempfile.mkdtemp(prefix="mqtt-size-")
