@@ -177,6 +177,8 @@ pub(super) const RX_SMALL: usize = 64;
 /// The receive buffer a read moves to when the small one came back full (more
 /// is waiting): a GC block that lives while its bytes are being processed.
 pub(super) const RX_SIZE: usize = 2048;
+/// How long the buffers stay grown after a burst before they are given back.
+pub(super) const TRIM_DELAY_MS: u64 = 1000;
 /// How soon a pump retries when a new QoS 2 message could not get heap for its id.
 pub(super) const RX_BLOCKED_RETRY_MS: u64 = 100;
 /// How much a pump round reads before it lets callbacks run.
@@ -222,6 +224,8 @@ pub struct Client {
     pub(super) rx_small: [u8; RX_SMALL],
     pub(super) rx_start: usize,
     pub(super) rx_end: usize,
+    /// When the grown buffers are given back (0: none is grown).
+    pub(super) trim_at: u64,
 }
 
 pub(super) fn now() -> u64 {
@@ -300,6 +304,7 @@ impl Client {
                 rx_small: [0; RX_SMALL],
                 rx_start: 0,
                 rx_end: 0,
+                trim_at: 0,
             },
         );
         Ok(())

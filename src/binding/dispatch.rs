@@ -37,10 +37,13 @@ pub unsafe fn pump(p: *mut Client) -> bool {
         mqtt_c_request_pump();
     }
     let c = &mut *p;
-    c.trim_buffers();
+    let trim_at = c.trim_buffers(now());
     let active = c.engine.is_active() || !c.sock.is_null();
     if active {
         let mut deadline = c.engine.poll_timeout().unwrap_or(u64::MAX);
+        if trim_at != 0 {
+            deadline = deadline.min(trim_at);
+        }
         let mut fd = c.fd;
         let want_write = c.want_write();
         if c.engine.is_receive_blocked() {

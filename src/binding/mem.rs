@@ -18,8 +18,8 @@ unsafe fn free_bytes(p: *mut u8) {
     }
 }
 
-/// An order-keeping ring buffer on the GC heap that grows by doubling and shrinks
-/// back by halving.
+/// An order-keeping ring buffer on the GC heap that grows by doubling and gives
+/// memory back with `trim`.
 pub struct GcQueue<T> {
     buf: *mut MaybeUninit<T>,
     cap: usize,
@@ -64,22 +64,18 @@ impl<T> GcQueue<T> {
         true
     }
 
-    /// Gives memory back after a burst: a block at most a quarter full shrinks to half
-    /// (never below the first block's size, so a steady flow of one or two elements does
-    /// not allocate each time). A failed allocation just keeps the bigger block.
-    fn shrink(&mut self) {
-        if self.cap > QUEUE_MIN_CAP && self.len <= self.cap / 4 {
-            self.resize((self.cap / 2).max(QUEUE_MIN_CAP));
-        }
+    /// Whether `trim` would give memory back.
+    pub fn oversized(&self) -> bool {
+        self.cap > QUEUE_MIN_CAP && self.len <= self.cap / 4
     }
 
-    /// Frees the block when the queue is empty.
-    pub fn release(&mut self) {
-        if self.len == 0 && !self.buf.is_null() {
-            unsafe { free_bytes(self.buf as *mut u8) };
-            self.buf = ptr::null_mut();
-            self.cap = 0;
-            self.head = 0;
+    /// Gives memory back after a burst: a block at most a quarter full moves to one
+    /// twice the length (never below the first block's size, so a steady flow of a few
+    /// elements does not allocate each time). A failed allocation keeps the bigger block.
+    pub fn trim(&mut self) {
+        if self.oversized() {
+            let want = self.len.saturating_mul(2).max(QUEUE_MIN_CAP).next_power_of_two();
+            self.resize(want);
         }
     }
 }
@@ -130,7 +126,6 @@ impl<T> Queue<T> for GcQueue<T> {
             if self.len == 0 {
                 self.head = 0;
             }
-            self.shrink();
             Some(v)
         }
     }
@@ -158,10 +153,15 @@ impl GcBuf {
     pub fn clear(&mut self) {
         self.len = 0;
     }
+    /// Whether `trim` would give memory back.
+    pub fn oversized(&self) -> bool {
+        self.len == 0 && self.cap > SEND_MIN_CAP
+    }
+
     /// Frees a block that grew beyond the first size (after a burst or a large
     /// payload); the next packet allocates a small one again.
     pub fn trim(&mut self) {
-        if self.len == 0 && self.cap > SEND_MIN_CAP {
+        if self.oversized() {
             unsafe { free_bytes(self.ptr) };
             self.ptr = ptr::null_mut();
             self.cap = 0;

@@ -41,6 +41,8 @@ impl Client {
         self.write_blocked = false;
         self.send.clear();
         self.send.trim();
+        self.engine.queue_mut().trim();
+        self.engine.inbound_ids_mut().trim();
         self.send_off = 0;
         self.rx_start = 0;
         self.rx_end = 0;
@@ -342,14 +344,29 @@ impl Client {
         progress
     }
 
-    /// Gives back what a burst made the buffers grow to: the send buffer once all
-    /// of it is written.
-    pub(super) fn trim_buffers(&mut self) {
+    /// Gives back what a burst made the request queue, the inbound QoS 2 ids and
+    /// the send buffer grow to, once they have stayed oversized for
+    /// `TRIM_DELAY_MS` (a steady flow keeps its blocks instead of allocating them
+    /// again and again). Returns when to look again (0: nothing to trim).
+    pub(super) fn trim_buffers(&mut self, now: u64) -> u64 {
         if self.send_off >= self.send.len() {
             self.send.clear();
             self.send_off = 0;
-            self.send.trim();
         }
+        let oversized = self.send.oversized()
+            || self.engine.queue().oversized()
+            || self.engine.inbound_ids_mut().oversized();
+        if !oversized {
+            self.trim_at = 0;
+        } else if self.trim_at == 0 {
+            self.trim_at = now.saturating_add(TRIM_DELAY_MS);
+        } else if now >= self.trim_at {
+            self.send.trim();
+            self.engine.queue_mut().trim();
+            self.engine.inbound_ids_mut().trim();
+            self.trim_at = 0;
+        }
+        self.trim_at
     }
 
     pub(super) fn want_write(&self) -> bool {
