@@ -213,9 +213,9 @@ pub struct Client {
     pub(super) write_blocked: bool,
     /// The cause of the last transport failure, for on_connect (0: from the reason).
     pub(super) fail_code: i32,
-    /// WebSocket state while a ws/wss transport is open (else null).
+    /// WebSocket state while a ws/wss transport is open.
     #[cfg(feature = "websocket")]
-    pub(super) ws: *mut super::websocket::WsState,
+    pub(super) ws: super::websocket::WsState,
     pub(super) rng: u32,
     pub(super) send: GcBuf,
     pub(super) send_off: usize,
@@ -296,7 +296,7 @@ impl Client {
                 write_blocked: false,
                 fail_code: 0,
                 #[cfg(feature = "websocket")]
-                ws: ptr::null_mut(),
+                ws: super::websocket::WsState::new(),
                 rng: 0,
                 send: GcBuf::new(),
                 send_off: 0,

@@ -18,11 +18,19 @@ use super::mem::{gc_box, gc_unbox};
 #[cfg(feature = "websocket")]
 pub(super) const WS_MAX_FRAME: u64 = 1 << 21;
 
-/// WebSocket state, in its own GC block while a ws/wss transport is open.
+/// WebSocket state, in GC blocks of their own while a ws/wss transport is open:
+/// the upgrade parser until the broker's 101, the frame decoder after it.
 #[cfg(feature = "websocket")]
 pub(super) struct WsState {
-    pub(super) up: UpgradeParser,
-    pub(super) dec: FrameDecoder,
+    pub(super) up: *mut UpgradeParser,
+    pub(super) dec: *mut FrameDecoder,
+}
+
+#[cfg(feature = "websocket")]
+impl WsState {
+    pub(super) const fn new() -> Self {
+        WsState { up: core::ptr::null_mut(), dec: core::ptr::null_mut() }
+    }
 }
 
 /// Whether this firmware can open ws:// and wss:// URLs.
@@ -37,8 +45,8 @@ impl Client {
             let m = Self::next_mask(&mut self.rng);
             chunk.copy_from_slice(&m);
         }
-        self.ws = unsafe { gc_box(WsState { up: UpgradeParser::new(&key), dec: FrameDecoder::new(WS_MAX_FRAME) }) };
-        if self.ws.is_null() {
+        self.ws.up = unsafe { gc_box(UpgradeParser::new(&key)) };
+        if self.ws.up.is_null() {
             self.lost(now, LostReason::OutOfMemory, 0);
             return;
         }
@@ -54,7 +62,10 @@ impl Client {
     }
 
     pub(super) fn ws_close(&mut self) {
-        unsafe { gc_unbox(&mut self.ws) };
+        unsafe {
+            gc_unbox(&mut self.ws.up);
+            gc_unbox(&mut self.ws.dec);
+        }
     }
 
     /// CONNECT in a frame (false: not a WebSocket transport).
@@ -94,13 +105,21 @@ impl Client {
     /// The upgrade response; `Some(r)`: `process_rx` returns r.
     pub(super) fn ws_upgrade_rx(&mut self, now: u64) -> Option<bool> {
         let data = self.rx_rest();
-        let fed = match unsafe { self.ws.as_mut() } {
-            Some(w) => w.up.feed(data),
+        let fed = match unsafe { self.ws.up.as_mut() } {
+            Some(up) => up.feed(data),
             None => Err(ws::WsError::Closed(0)),
         };
         match fed {
             Ok(Some(n)) => {
                 self.rx_start += n;
+                unsafe {
+                    gc_unbox(&mut self.ws.up);
+                    self.ws.dec = gc_box(FrameDecoder::new(WS_MAX_FRAME));
+                }
+                if self.ws.dec.is_null() {
+                    self.lost(now, LostReason::OutOfMemory, 0);
+                    return Some(true);
+                }
                 self.transport = Transport::Up;
                 self.connect_params_up(now);
             }
@@ -117,9 +136,9 @@ impl Client {
     /// `Some(r)`: `process_rx` returns r.
     pub(super) fn ws_rx(&mut self, now: u64) -> Option<bool> {
         let data = self.rx_rest();
-        // the WebSocket state is its own GC block, apart from `self`
-        let fed = match unsafe { self.ws.as_mut() } {
-            Some(w) => w.dec.feed(data),
+        // the frame decoder is its own GC block, apart from `self`
+        let fed = match unsafe { self.ws.dec.as_mut() } {
+            Some(dec) => dec.feed(data),
             None => Err(ws::WsError::Closed(0)),
         };
         let (n, chunk) = match fed {
@@ -138,8 +157,8 @@ impl Client {
                 let end = self.rx_start + n;
                 let used = self.feed_mqtt(now, start, end);
                 if used < dlen {
-                    if let Some(w) = unsafe { self.ws.as_mut() } {
-                        w.dec.unconsume(dlen - used);
+                    if let Some(dec) = unsafe { self.ws.dec.as_mut() } {
+                        dec.unconsume(dlen - used);
                     }
                     self.rx_start = end - (dlen - used);
                     return Some(false);
