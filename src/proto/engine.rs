@@ -1395,7 +1395,9 @@ impl<H: Request, Q: Queue<Entry<H>>, M, P: Queue<u16>> Engine<H, Q, M, P> {
     }
 
     /// A new QoS 2 PUBLISH waits for room in the inbound id store: `handle_bytes` takes
-    /// nothing more until a call finds room (a PUBREL freed an id, or the store could grow).
+    /// nothing more until a call finds room (the store could grow). The PUBRELs that would
+    /// free ids come after that PUBLISH in the stream, so with a store that cannot grow
+    /// the wait ends with the connection (keep-alive), and the session resumes.
     pub fn is_receive_blocked(&self) -> bool {
         self.rx_blocked
     }
