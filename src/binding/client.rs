@@ -158,6 +158,7 @@ pub(super) enum Transport {
     /// TCP connect in progress.
     Connecting,
     /// HTTP upgrade sent (over TLS for wss), waiting for 101.
+    #[cfg_attr(not(feature = "websocket"), allow(dead_code))]
     WsUpgrade,
     /// MQTT bytes flow (TLS handshake, if any, runs inside the first writes/reads).
     Up,
@@ -201,6 +202,7 @@ pub struct Client {
     pub(super) cbs: [Obj; CB_COUNT],
     pub(super) opts: Options,
     pub(super) engine: Engine<Req, Queue, InMsg, InboundIds>,
+    #[cfg_attr(not(feature = "websocket"), allow(dead_code))]
     pub(super) path: (*const u8, usize),
     pub(super) tls_ctx: Obj,
     /// The stream MQTT (or WebSocket) bytes go through: the TCP socket, or a TLS socket over it.

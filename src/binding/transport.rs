@@ -18,6 +18,7 @@ impl Client {
 
     /// A WebSocket masking key (xorshift32 seeded from the platform's RNG:
     /// masking needs unpredictability towards intermediaries, not secrecy).
+    #[cfg(feature = "websocket")]
     pub(super) fn next_mask(rng: &mut u32) -> [u8; 4] {
         let mut x = *rng;
         x ^= x << 13;
@@ -51,6 +52,7 @@ impl Client {
     }
 
     /// The receive buffer in use.
+    #[cfg(feature = "websocket")]
     pub(super) fn rx(&self) -> &[u8] {
         if self.rx_big.is_null() {
             &self.rx_small

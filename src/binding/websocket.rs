@@ -4,7 +4,9 @@
 //! transport opens, so clients on other transports carry none of it. Without
 //! the feature these are stubs, and `MqttClient()` refuses the ws schemes.
 use super::client::*;
-use crate::proto::codec::{ConnectParams, Sink};
+use crate::proto::codec::ConnectParams;
+#[cfg(feature = "websocket")]
+use crate::proto::codec::Sink;
 #[cfg(feature = "websocket")]
 use crate::proto::{
     engine::LostReason,
