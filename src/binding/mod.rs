@@ -10,6 +10,7 @@ pub mod obj;
 mod options;
 mod persist;
 mod transport;
+mod websocket;
 
 use client::{set_status, ApiError, Client};
 use core::mem::size_of;

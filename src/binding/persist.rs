@@ -267,7 +267,8 @@ impl Client {
     pub(super) fn compact(&mut self) -> Result<(), ()> {
         let res = unsafe { self.write_new_log() };
         let st = self.store.as_mut().ok_or(())?;
-        st.scratch.clear();
+        // the rewrite's buffer goes back to the heap; records are small again after it
+        st.scratch.release();
         match res {
             Ok(len) => {
                 st.log_len = len;

@@ -4,7 +4,7 @@
 
 use super::*;
 
-impl<H: Request, Q: Queue<Entry<H>>, M> Engine<H, Q, M> {
+impl<H: Request, Q: Queue<Entry<H>>, M, P: Queue<u16>> Engine<H, Q, M, P> {
     /// Turns the queue of state changes on or off (off by default: nothing is queued and
     /// nothing holds back the engine).
     pub fn set_persistence(&mut self, on: bool) {
@@ -66,20 +66,15 @@ impl<H: Request, Q: Queue<Entry<H>>, M> Engine<H, Q, M> {
     }
 
     /// Whether an inbound QoS 2 packet id is held (between PUBLISH and PUBREL).
-    pub fn inbound_qos2_held(&self, pid: u16) -> bool {
+    pub fn inbound_qos2_holds(&self, pid: u16) -> bool {
         self.qos2_seen(pid)
     }
 
-    /// Calls `f` with every inbound QoS 2 packet id held, in increasing order.
+    /// Calls `f` with every inbound QoS 2 packet id held.
     pub fn for_each_inbound_qos2(&self, mut f: impl FnMut(u16)) {
-        for (w, bits) in self.inbound_qos2.iter().enumerate() {
-            let mut b = *bits;
-            while b != 0 {
-                let k = b.trailing_zeros();
-                b &= b - 1;
-                if let Ok(pid) = u16::try_from(w * 32 + k as usize) {
-                    f(pid);
-                }
+        for i in 0..self.inbound_qos2.len() {
+            if let Some(&pid) = self.inbound_qos2.get(i) {
+                f(pid);
             }
         }
     }
@@ -170,17 +165,22 @@ impl<H: Request, Q: Queue<Entry<H>>, M> Engine<H, Q, M> {
         Ok(())
     }
 
-    /// An inbound QoS 2 id held (or released) in an earlier session.
+    /// An inbound QoS 2 id held (or released) in an earlier session. `Err(-1)` when the
+    /// id store is full.
     pub fn restore_inbound_qos2(&mut self, pid: u16, held: bool) -> Result<(), i32> {
         self.restoring()?;
-        self.qos2_set(pid, held);
+        if !held {
+            self.qos2_release(pid);
+        } else if !self.qos2_seen(pid) {
+            self.inbound_qos2.push_back(pid).map_err(|_| rc::FAILURE)?;
+        }
         Ok(())
     }
 
     /// Releases every inbound QoS 2 id of an earlier session.
     pub fn restore_inbound_qos2_cleared(&mut self) -> Result<(), i32> {
         self.restoring()?;
-        self.inbound_qos2 = [0; 2048];
+        self.qos2_clear();
         Ok(())
     }
 
