@@ -4,7 +4,7 @@
 # functions need, and objcopy makes every other symbol local, so Rust's
 # compiler_builtins (fmod, ...) never replace the port's own; its weak memcpy
 # & co. stay global and weak, so the port's replace them.
-# Usage: build-core.sh CRATE_DIR OUTPUT.o   (env: see micropython.mk; MQTT_WEBSOCKET)
+# Usage: build-core.sh CRATE_DIR OUTPUT.o   (env: see micropython.mk; MQTT_WEBSOCKET, MQTT_PERSISTENCE)
 set -euo pipefail
 
 crate=$1
@@ -16,11 +16,13 @@ out=$2
 command -v "$CARGO" >/dev/null || export PATH="$HOME/.cargo/bin:$PATH"
 
 export CARGO_TARGET_DIR=${MQTT_CARGO_TARGET_DIR:-$crate/target/firmware}
-args=(rustc --manifest-path "$crate/Cargo.toml" --release --lib --features firmware --crate-type staticlib)
-# MQTT_WEBSOCKET=0: without ws:// and wss:// (saves the WebSocket codec's text)
-if [ "${MQTT_WEBSOCKET:-1}" = 0 ]; then
-    args+=(--no-default-features)
-fi
+# MQTT_WEBSOCKET=0: without ws:// and wss:// (saves the WebSocket codec's text);
+# MQTT_PERSISTENCE=0: without persistence=DIR (saves the session store's text)
+features=firmware
+[ "${MQTT_WEBSOCKET:-1}" = 0 ] || features+=,websocket
+[ "${MQTT_PERSISTENCE:-1}" = 0 ] || features+=,persistence
+args=(rustc --manifest-path "$crate/Cargo.toml" --release --lib --no-default-features --features "$features"
+      --crate-type staticlib)
 libdir=$CARGO_TARGET_DIR/release
 if [ -n "${MQTT_RUST_TARGET:-}" ]; then
     args+=(--target "$MQTT_RUST_TARGET")

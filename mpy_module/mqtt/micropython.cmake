@@ -11,6 +11,7 @@ get_filename_component(MQTT_CRATE_DIR ${MQTT_MOD_DIR}/../.. ABSOLUTE)
 set(MQTT_CORE_OBJ ${CMAKE_BINARY_DIR}/mqtt_core/mqtt_core.o)
 set(MQTT_RUST_TARGET "" CACHE STRING "Rust target triple for the mqtt core (empty: the host)")
 set(MQTT_WEBSOCKET 1 CACHE STRING "1: ws:// and wss:// supported; 0: left out (MqttError -14)")
+set(MQTT_PERSISTENCE 1 CACHE STRING "1: persistence=DIR supported; 0: left out (MqttError -2)")
 
 add_library(usermod_mqtt INTERFACE)
 
@@ -43,6 +44,7 @@ add_custom_command(
         "MQTT_MPY_HEADER=${MQTT_MOD_DIR}/mqtt_bindgen.h"
         "MQTT_RUST_TARGET=${MQTT_RUST_TARGET}"
         "MQTT_WEBSOCKET=${MQTT_WEBSOCKET}"
+        "MQTT_PERSISTENCE=${MQTT_PERSISTENCE}"
         "MQTT_CARGO_TARGET_DIR=${CMAKE_BINARY_DIR}/mqtt_core/target"
         "LD=${CMAKE_LINKER}" "OBJCOPY=${CMAKE_OBJCOPY}" "NM=${CMAKE_NM}"
         ${MQTT_MOD_DIR}/build-core.sh ${MQTT_CRATE_DIR} ${MQTT_CORE_OBJ}

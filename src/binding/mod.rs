@@ -8,6 +8,10 @@ pub mod ffi;
 pub mod mem;
 pub mod obj;
 mod options;
+#[cfg(feature = "persistence")]
+mod persist;
+#[cfg(not(feature = "persistence"))]
+#[path = "persist_off.rs"]
 mod persist;
 mod transport;
 mod websocket;

@@ -366,30 +366,6 @@ impl Client {
             }
         }
     }
-
-    /// `pending()`: the mids of the unfinished publishes, in queue order.
-    pub fn pending(&self) -> ApiResult<Obj> {
-        let q = self.engine.queue();
-        let n = crate::proto::engine::Queue::len(q);
-        let count = (0..n)
-            .filter(|&i| crate::proto::engine::Queue::get(q, i).is_some_and(|e| matches!(e.kind(), Kind::Publish { .. })))
-            .count();
-        let mut items: *mut Obj = core::ptr::null_mut();
-        let list = unsafe { mqtt_c_new_list(count, &mut items) };
-        if list.is_null() {
-            return Err(ApiError::Memory);
-        }
-        let mut k = 0usize;
-        for i in 0..n {
-            if let Some(e) = crate::proto::engine::Queue::get(q, i) {
-                if matches!(e.kind(), Kind::Publish { .. }) && k < count {
-                    unsafe { *items.add(k) = new_small_int(e.mid() as isize) };
-                    k += 1;
-                }
-            }
-        }
-        Ok(list)
-    }
 }
 
 /// The record of a queued QoS 1/2 publish (None for anything else).
