@@ -83,12 +83,15 @@ test-e2e: firmware venv
 # firmware without the module, for size comparisons.
 DEVICE_DIR := $(TOP)/micropython/boards/MPS2_AN385
 DEVICE_BUILD := $(BUILD)/device
+# lwIP, the device's TCP/IP stack (Debian's source package, fetched).
+LWIP_DIR := $(TOP)/micropython/lwip
 DEVICE_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm rustc-web rust-web-src
-DEVICE_MAKE = $(MAKE) --no-print-directory -C $(DEVICE_DIR) MICROPY_TOP=$(MICROPY_DIR) -j$(JOBS)
+DEVICE_MAKE = $(MAKE) --no-print-directory -C $(DEVICE_DIR) MICROPY_TOP=$(MICROPY_DIR) LWIP_TOP=$(LWIP_DIR) -j$(JOBS)
 
 .PHONY: device device-stock device-deps test-device test-cross
 device-deps:
 	@tools/ensure-packages.sh $(DEVICE_PACKAGES)
+	@tools/fetch-source.sh lwip $(LWIP_DIR) $(TOP)/micropython/download
 
 device: fetch device-deps
 	@$(DEVICE_MAKE) BUILD=$(DEVICE_BUILD) USER_C_MODULES=$(TOP)/mpy_module
@@ -122,7 +125,7 @@ clean:
 	rm -rf $(BUILD) target
 
 distclean: clean
-	rm -rf micropython/src micropython/mbedtls micropython/download $(VENV)
+	rm -rf micropython/src micropython/mbedtls micropython/lwip micropython/download $(VENV)
 
 # Fuzzing (cargo-fuzz + libFuzzer on the stable toolchain via RUSTC_BOOTSTRAP).
 # `make test` runs a bounded smoke run of every target; `make fuzz` a long one.
