@@ -100,10 +100,11 @@ device: fetch device-deps
 device-stock: fetch device-deps
 	@$(DEVICE_MAKE) BUILD=$(BUILD)/device-stock
 
-# The end-to-end files that need no network, run on the device firmware under
-# qemu (tests/e2e/conftest.py: MQTT_TARGET=device).
-DEVICE_SUITES := tests/e2e/test_module_surface.py tests/e2e/test_api_errors.py \
-	tests/e2e/test_loopback_peer.py tests/e2e/test_device_runner.py
+# The end-to-end suite on the device firmware under qemu (tests/e2e/conftest.py:
+# MQTT_TARGET=device): the same scripts as on the host, against mosquitto on
+# loopback through tools/device-run --forward; only the terminal REPL tests
+# and host-only ones (marked host_only) are skipped.
+DEVICE_SUITES := tests/e2e
 test-device: device venv
 	@echo "== device firmware (qemu): $(DEVICE_SUITES)"
 	@MQTT_TARGET=device $(PYTEST) -q $(DEVICE_SUITES)

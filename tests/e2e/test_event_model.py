@@ -202,6 +202,7 @@ print('COUNT', count[0], 'DISC', 'disc' in state)
     assert [x[1] for x in peer.wait_messages(1, 5, "gc/back")] == [b"done"]
 
 
+@pytest.mark.host_only  # SIGINT to the host process; the device's Ctrl-C comes over its UART
 def test_ctrl_c_keeps_active_client_then_second_ends(spawn_fw, broker, peer):
     """Documented: Ctrl-C (SIGINT) raises KeyboardInterrupt in the sleeping script; the
     firmware keeps running (and receiving) while the client is active; a second Ctrl-C

@@ -27,6 +27,14 @@ static uint64_t mqtt_c_ticks_ms(void) {
 }
 #endif
 
+#if !MICROPY_PY_LWIP
+// The same board without a network.
+#define board_net_poll() (void)0
+#define board_net_schedule() (void)0
+#define board_net_pending() false
+#define board_net_next_timeout_ms() UINT32_MAX
+#endif
+
 /******************************************************************************/
 // Interrupt control
 
@@ -56,9 +64,10 @@ static volatile uint32_t board_seconds;
 void Timer0_Handler(void) {
     BOARD_TIMER0->INTSTATUS = 1;
     board_seconds++;
-    // Deadlines (keep-alive, retries) while a script computes: the VM runs
-    // the scheduled pump at its next branch.
+    // Deadlines (keep-alive, retries) and lwIP's timers while a script
+    // computes: the VM runs the scheduled work at its next branch.
     mqtt_poll_isr();
+    board_net_schedule();
 }
 
 // Seconds since boot and the ticks of the current second, read consistently.
@@ -138,12 +147,6 @@ static void board_alarm(uint32_t ms) {
 }
 
 static bool board_rx_ready(void);
-
-#if !MICROPY_PY_LWIP
-#define board_net_poll() (void)0
-#define board_net_pending() false
-#define board_net_next_timeout_ms() UINT32_MAX
-#endif
 
 // MICROPY_INTERNAL_EVENT_HOOK: port-level work that never blocks. Received
 // frames go into lwIP first, so that the clients see their sockets ready.

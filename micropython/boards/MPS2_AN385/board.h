@@ -53,6 +53,7 @@ void board_exit(int status) __attribute__((noreturn));
 // The network (board_eth.c): the LAN9118 under lwIP.
 void board_net_init(void);
 void board_net_poll(void);
+void board_net_schedule(void);
 bool board_net_pending(void);
 uint32_t board_net_next_timeout_ms(void);
 

@@ -14,7 +14,13 @@
 #include <string.h>
 
 #include "py/mphal.h"
+#include "py/runtime.h"
 #include "board.h"
+#if MICROPY_PY_MQTT
+#include "mqtt.h"
+#else
+#define mqtt_poll() (void)0
+#endif
 
 #if MICROPY_PY_LWIP
 
@@ -175,10 +181,29 @@ static err_t eth_netif_init(struct netif *netif) {
     return ERR_OK;
 }
 
-// The Ethernet interrupt only wakes the CPU: clearing the level flag drops
-// the line; the frames stay in the FIFO for the event hook.
+// While a script computes, the event hook does not run: received frames
+// and lwIP's timers are then served from the scheduler, which the VM runs
+// at its next branch (never inside an lwIP call: lwIP runs no Python code).
+static mp_sched_node_t board_net_node;
+
+static void board_net_sched(mp_sched_node_t *node) {
+    (void)node;
+    board_net_poll();
+    mqtt_poll();
+}
+
+void board_net_schedule(void) {
+    if (board_eth_present) {
+        mp_sched_schedule_node(&board_net_node, board_net_sched);
+    }
+}
+
+// The Ethernet interrupt: clearing the level flag drops the line; the
+// frames stay in the FIFO until the event hook or the scheduled poll
+// takes them.
 void ETH_Handler(void) {
     ETH_INT_STS = ETH_INT_RSFL;
+    board_net_schedule();
 }
 
 void board_net_init(void) {
