@@ -88,7 +88,7 @@ LWIP_DIR := $(TOP)/micropython/lwip
 DEVICE_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm rustc-web rust-web-src
 DEVICE_MAKE = $(MAKE) --no-print-directory -C $(DEVICE_DIR) MICROPY_TOP=$(MICROPY_DIR) LWIP_TOP=$(LWIP_DIR) -j$(JOBS)
 
-.PHONY: device device-stock device-deps test-device test-cross
+.PHONY: device device-stock device-deps test-device test-cross bench-device
 device-deps:
 	@tools/ensure-packages.sh $(DEVICE_PACKAGES)
 	@tools/fetch-source.sh lwip $(LWIP_DIR) $(TOP)/micropython/download
@@ -108,6 +108,10 @@ DEVICE_SUITES := tests/e2e
 test-device: device venv
 	@echo "== device firmware (qemu): $(DEVICE_SUITES)"
 	@MQTT_TARGET=device $(PYTEST) -q $(DEVICE_SUITES)
+
+# The device's figures under emulation (docs/performance.md).
+bench-device: device
+	@tools/bench/device.py
 
 # The core for Cortex-M4F/M7 as well, so that a target-specific break shows
 # up (the protocol core only: the binding needs a port's headers).
