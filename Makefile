@@ -159,9 +159,12 @@ fuzz-smoke: fuzz-tools
 fuzz: fuzz-tools
 	$(call run-fuzz,$(FUZZ_SECONDS))
 
-# Performance: this module against umqtt.simple, paho-mqtt and mosquitto_pub.
+# Performance: this module against umqtt.simple, paho-mqtt, Paho C MQTTAsync
+# and mosquitto_pub.
+BENCH_PACKAGES := libpaho-mqtt-dev curl
 .PHONY: bench
 bench: firmware venv
+	@tools/ensure-packages.sh $(BENCH_PACKAGES)
 	@MQTT_FIRMWARE=$(FIRMWARE) VENV=$(VENV) tools/bench/run.sh
 
 # Reliability: long runs (make test runs short versions).

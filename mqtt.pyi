@@ -88,9 +88,9 @@ def ErrorDescription(errno: int) -> str:
 def poll() -> None:
     """Runs the client pump once (I/O, timers and due callbacks of every active client).
 
-    Addition. Only needed on ports without threads (call it from the script's own loop, or
-    let the port call the C function ``mqtt_poll()`` from its idle hook). The DL-7450
-    firmware runs the pump by itself; calling it there is harmless. Does nothing when called
+    Addition. The DL-7450 firmware (device and host) runs the clients by itself while the
+    script sleeps, computes or has returned; calling it there is harmless. For ports without
+    an event hook (one that calls the C function ``mqtt_poll()``). Does nothing when called
     from inside a callback.
     """
     ...

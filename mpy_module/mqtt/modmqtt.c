@@ -79,6 +79,10 @@ static void mqtt_set_active(mqtt_client_obj_t *self, bool active);
 
 static bool mqtt_pumping;
 
+bool mqtt_pump_running(void) {
+    return mqtt_pumping;
+}
+
 static void mqtt_pump_all(void) {
     if (mqtt_pumping) {
         return;

@@ -1,17 +1,25 @@
 /*
- * The event loop glue of the `mqtt` module.
+ * The event loop of the `mqtt` module on unix-like ports with threads (the
+ * host stand-in for the DL-7450).
  *
- * With threads (the unix port, the host stand-in for the DL-7450): a small
- * waker thread watches the clients' sockets and deadlines with poll(). When
- * one is due it schedules the pump (a static scheduler node, so it never
- * touches MicroPython objects) and interrupts the Python thread's blocking
- * system call with a signal whose handler does nothing: time.sleep(), the
- * idle REPL and the atexit loop all run scheduled callbacks on EINTR. While
- * the script runs, sleeps in time.sleep_ms() or computes, the VM runs the
- * pump by itself. A quiet connection costs no CPU: the waker sleeps in poll().
+ * The Python thread waits for the clients itself wherever the module sees
+ * the wait: time.sleep(), time.sleep_ms(), time.sleep_us() of a millisecond
+ * or more (the variant routes them to mqtt_port_sleep_us()) and the loop
+ * that runs the clients after the script. Such a wait is one poll() on the
+ * clients' sockets with the exact deadline (next keep-alive, retry or
+ * connect timeout); the pump runs on the Python thread as soon as a socket is
+ * ready. No other thread is involved, and a quiet connection costs no CPU.
+ *
+ * For the waits the module cannot see (the REPL reading stdin, select or
+ * asyncio polling other sockets, a long computation), a small waker thread
+ * watches the same sockets and deadlines. When one is due it schedules the
+ * pump (a static scheduler node, so it never touches MicroPython objects)
+ * and interrupts the Python thread's blocking system call with a signal whose
+ * handler does nothing. It stands aside while the Python thread waits itself.
  *
  * Ports without threads use mqtt_loop_bare.c instead.
  */
+#define _GNU_SOURCE // ppoll()
 #include <string.h>
 
 #include "py/runtime.h"
@@ -44,10 +52,11 @@ static struct {
     pthread_t python_thread;
     bool started;
     bool kick;          // the pump is scheduled: interrupt the Python thread until it ran
-    volatile bool idle_loop; // the Python thread waits in mqtt_c_run_until_idle (main_pipe)
+    bool py_waiting;    // the Python thread waits for the clients itself
+    bool waker_armed;   // the waker's poll() includes the clients' sockets
     int kick_ms;
     int wake_pipe[2];   // wakes the waker (new watch list)
-    int main_pipe[2];   // wakes the atexit loop
+    int main_pipe[2];   // wakes the Python thread's wait
     mqtt_slot_t slots[MQTT_MAX_CLIENTS];
 } mqtt_loop = { .lock = PTHREAD_MUTEX_INITIALIZER, .wake_pipe = { -1, -1 }, .main_pipe = { -1, -1 } };
 
@@ -99,7 +108,12 @@ static void *mqtt_waker_main(void *arg) {
         owner[n++] = -1;
         uint64_t deadline = UINT64_MAX;
         pthread_mutex_lock(&mqtt_loop.lock);
-        for (int i = 0; i < MQTT_MAX_CLIENTS; i++) {
+        bool stand_aside = mqtt_loop.py_waiting;
+        mqtt_loop.waker_armed = !stand_aside;
+        if (stand_aside) {
+            mqtt_loop.kick = false; // the Python thread runs the pump itself
+        }
+        for (int i = 0; i < MQTT_MAX_CLIENTS && !stand_aside; i++) {
             mqtt_slot_t *s = &mqtt_loop.slots[i];
             if (!s->used || !s->armed) {
                 continue;
@@ -152,6 +166,11 @@ static void *mqtt_waker_main(void *arg) {
         bool fire = false;
         uint64_t now = mqtt_c_ticks_ms();
         pthread_mutex_lock(&mqtt_loop.lock);
+        if (mqtt_loop.py_waiting) {
+            // The Python thread took over meanwhile: it sees the same events.
+            pthread_mutex_unlock(&mqtt_loop.lock);
+            continue;
+        }
         for (size_t k = 1; k < n; k++) {
             if (pfd[k].revents && owner[k] >= 0 && mqtt_loop.slots[owner[k]].armed) {
                 mqtt_loop.slots[owner[k]].armed = false; // until the pump re-arms it
@@ -168,9 +187,6 @@ static void *mqtt_waker_main(void *arg) {
         pthread_mutex_unlock(&mqtt_loop.lock);
         if (fire) {
             mqtt_schedule_pump();
-            if (mqtt_loop.idle_loop) {
-                mqtt_pipe_poke(mqtt_loop.main_pipe[1]);
-            }
             pthread_mutex_lock(&mqtt_loop.lock);
             mqtt_loop.kick = true;
             mqtt_loop.kick_ms = 1;
@@ -182,7 +198,9 @@ static void *mqtt_waker_main(void *arg) {
 
 void mqtt_c_request_pump(void) {
     mqtt_schedule_pump();
-    if (!mqtt_loop.started) {
+    // Within the pump (a callback's publish) the pump itself goes on, and a
+    // Python thread that waits for the clients runs it: no kick needed.
+    if (!mqtt_loop.started || mqtt_pump_running() || mqtt_loop.py_waiting) {
         return;
     }
     // Called from the Python thread, which runs the scheduled pump at its
@@ -262,6 +280,7 @@ void mqtt_c_watch(int slot, int fd, bool want_write, uint64_t deadline_ms) {
     s->want_write = want_write;
     s->deadline = deadline_ms;
     s->armed = true;
+    changed = changed && mqtt_loop.waker_armed;
     pthread_mutex_unlock(&mqtt_loop.lock);
     if (changed) {
         mqtt_pipe_poke(mqtt_loop.wake_pipe[1]);
@@ -308,23 +327,123 @@ void mqtt_poll_isr(void) {
     // The waker thread watches the deadlines.
 }
 
-void mqtt_c_run_until_idle(void) {
-    while (mqtt_any_active()) {
-        mp_handle_pending(true);
-        if (!mqtt_any_active()) {
-            break;
-        }
-        struct pollfd p = { .fd = mqtt_loop.main_pipe[0], .events = POLLIN };
-        mqtt_loop.idle_loop = true;
-        __atomic_thread_fence(__ATOMIC_SEQ_CST); // pairs with the waker's scheduling
-        MP_THREAD_GIL_EXIT();
-        if (!mqtt_pump_pending()) {
-            poll(&p, 1, 60000); // the waker's signal or pipe ends it
-        }
-        MP_THREAD_GIL_ENTER();
-        mqtt_loop.idle_loop = false;
-        mqtt_pipe_drain(mqtt_loop.main_pipe[0]);
+static uint64_t mqtt_now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+// The waker stands aside (py_waiting) or takes over again.
+static void mqtt_python_waits(bool waiting) {
+    pthread_mutex_lock(&mqtt_loop.lock);
+    mqtt_loop.py_waiting = waiting;
+    bool poke = waiting ? mqtt_loop.waker_armed : !mqtt_loop.waker_armed;
+    pthread_mutex_unlock(&mqtt_loop.lock);
+    if (poke && mqtt_loop.started) {
+        mqtt_pipe_poke(mqtt_loop.wake_pipe[1]);
     }
+}
+
+// One round of the Python thread's wait: poll() the clients' sockets until
+// `end_us` or the next client deadline; schedule the pump for what is ready.
+static void mqtt_python_poll(uint64_t end_us) {
+    struct pollfd pfd[MQTT_MAX_CLIENTS + 1];
+    int owner[MQTT_MAX_CLIENTS + 1];
+    size_t n = 0;
+    if (mqtt_loop.started) {
+        pfd[n].fd = mqtt_loop.main_pipe[0];
+        pfd[n].events = POLLIN;
+        owner[n++] = -1;
+    }
+    uint64_t deadline_ms = UINT64_MAX;
+    pthread_mutex_lock(&mqtt_loop.lock);
+    for (int i = 0; i < MQTT_MAX_CLIENTS; i++) {
+        mqtt_slot_t *s = &mqtt_loop.slots[i];
+        if (!s->used || !s->armed) {
+            continue;
+        }
+        if (s->deadline < deadline_ms) {
+            deadline_ms = s->deadline;
+        }
+        if (s->fd >= 0) {
+            pfd[n].fd = s->fd;
+            pfd[n].events = POLLIN | (s->want_write ? POLLOUT : 0);
+            owner[n++] = i;
+        }
+    }
+    pthread_mutex_unlock(&mqtt_loop.lock);
+    uint64_t now = mqtt_now_us();
+    uint64_t wake = end_us;
+    if (deadline_ms != UINT64_MAX && deadline_ms * 1000u < wake) {
+        wake = deadline_ms * 1000u;
+    }
+    uint64_t wait_us = wake <= now ? 0 : wake - now;
+    if (wait_us > 3600000000u) {
+        wait_us = 3600000000u;
+    }
+    struct timespec ts = { .tv_sec = wait_us / 1000000u, .tv_nsec = (wait_us % 1000000u) * 1000u };
+    int r = 0;
+    if (!mqtt_pump_pending()) {
+        MP_THREAD_GIL_EXIT();
+        r = ppoll(pfd, n, &ts, NULL);
+        MP_THREAD_GIL_ENTER();
+    }
+    bool fire = false;
+    uint64_t now_ms = mqtt_c_ticks_ms();
+    pthread_mutex_lock(&mqtt_loop.lock);
+    for (size_t k = 0; r > 0 && k < n; k++) {
+        if (pfd[k].revents == 0) {
+            continue;
+        }
+        if (owner[k] < 0) {
+            mqtt_pipe_drain(mqtt_loop.main_pipe[0]);
+        } else if (mqtt_loop.slots[owner[k]].armed) {
+            mqtt_loop.slots[owner[k]].armed = false; // until the pump re-arms it
+            fire = true;
+        }
+    }
+    for (int i = 0; i < MQTT_MAX_CLIENTS; i++) {
+        mqtt_slot_t *s = &mqtt_loop.slots[i];
+        if (s->used && s->armed && s->deadline <= now_ms) {
+            s->armed = false;
+            fire = true;
+        }
+    }
+    pthread_mutex_unlock(&mqtt_loop.lock);
+    if (fire) {
+        mqtt_schedule_pump();
+    }
+}
+
+// Waits for `us` microseconds (UINT64_MAX with `until_idle`: until no client
+// is active), running scheduled callbacks and the clients meanwhile. A
+// pending exception (Ctrl-C, sys.exit() from a callback) is raised from here.
+static void mqtt_python_wait(uint64_t us, bool until_idle) {
+    uint64_t end = us == UINT64_MAX ? UINT64_MAX : mqtt_now_us() + us;
+    mqtt_python_waits(true);
+    nlr_buf_t nlr;
+    if (nlr_push(&nlr) == 0) {
+        for (;;) {
+            mp_handle_pending(true);
+            if (until_idle ? !mqtt_any_active() : mqtt_now_us() >= end) {
+                break;
+            }
+            mqtt_python_poll(end);
+        }
+        nlr_pop();
+        mqtt_python_waits(false);
+    } else {
+        mqtt_python_waits(false);
+        nlr_jump(nlr.ret_val);
+    }
+}
+
+void mqtt_port_sleep_us(uint64_t us) {
+    mqtt_python_wait(us, false);
+}
+
+void mqtt_c_run_until_idle(void) {
+    mqtt_python_wait(UINT64_MAX, true);
 }
 
 #endif

@@ -64,6 +64,18 @@ if MODE == 'sleep':
     time.sleep(2)
 elif MODE == 'sleep_ms':
     time.sleep_ms(2000)
+elif MODE == 'sleep_us':
+    time.sleep_us(2000000)
+elif MODE == 'asyncio':
+    import asyncio
+    async def idle():
+        while time.ticks_diff(time.ticks_ms(), t0) < 2000:
+            await asyncio.sleep_ms(10)
+    asyncio.run(idle())
+elif MODE == 'select':
+    # a wait the module cannot see: the waker thread interrupts it
+    import select
+    select.poll().poll(2000)
 else:
     x = 0
     while time.ticks_diff(time.ticks_ms(), t0) < 2000:
@@ -75,7 +87,7 @@ c.disconnect()
 """
 
 
-@pytest.mark.parametrize("mode", ["sleep", "sleep_ms", "compute"])
+@pytest.mark.parametrize("mode", ["sleep", "sleep_ms", "sleep_us", "asyncio", "select", "compute"])
 def test_progress_during_one_blocking_call(run_fw, broker, mode):
     """connect -> subscribe -> publish -> receive, all inside one sleep / busy loop."""
     rc, out, err = run_fw(ROUND_TRIP, vars={"URL": broker.url, "MODE": mode})

@@ -96,6 +96,35 @@ def mode_tp():
     finish(c, {"t0": t0, "t1": t1, "full": full})
 
 
+def mode_paced():
+    # throughput, paced by the script: 20 publishes outstanding, the next one
+    # published from on_publish (the pattern a Workshop script uses to pace
+    # itself); the script only sleeps meanwhile
+    n, qos = ARGS
+    c = client("bench-mod-paced", buffered=0)
+    st = {"sent": 0}
+    pub = c.publish
+    topic = TOPIC
+    p = PAYLOAD
+
+    def on_pub(mid, rc):
+        state["done"] += 1
+        if st["sent"] < n:
+            st["sent"] += 1
+            pub(topic, p, qos)
+
+    c.on_publish(on_pub)
+    print("READY")
+    t0 = time.time_ns()
+    for i in range(min(WINDOW, n)):
+        st["sent"] += 1
+        pub(topic, p, qos)
+    while state["done"] < n:
+        time.sleep_ms(5)
+    t1 = time.time_ns()
+    finish(c, {"t0": t0, "t1": t1})
+
+
 def mode_rtt():
     # round trip: publish to a topic this client subscribes to, one at a time;
     # the next message is published from on_message (event driven).
@@ -228,5 +257,17 @@ def mode_idle():
     c.connect(on_conn, {"keep_alive": 60})
 
 
-{"tp": mode_tp, "rtt": mode_rtt, "heap_pub": mode_heap_pub, "heap_rx": mode_heap_rx,
- "idle": mode_idle}[MODE]()
+def mode_idle_sleep():
+    # connected, and the script sleeping in time.sleep_ms(5000)
+    c = mqtt.MqttClient("mqtt://%s:%d" % (HOST, PORT), "bench-mod-idle-sleep")
+
+    def on_conn(rc, flags):
+        print("READY" if rc == 0 else "on_connect rc %d" % rc)
+
+    c.connect(on_conn, {"keep_alive": 60})
+    while True:
+        time.sleep_ms(5000)
+
+
+{"tp": mode_tp, "paced": mode_paced, "rtt": mode_rtt, "heap_pub": mode_heap_pub, "heap_rx": mode_heap_rx,
+ "idle": mode_idle, "idle_sleep": mode_idle_sleep}[MODE]()

@@ -4,7 +4,9 @@
 #     unpacked into build/bench/lib/umqtt/ (MICROPYPATH for the same firmware);
 #   - the firmware built without the mqtt module (build/bench/unix-nomod, cached),
 #     to measure the text the module adds;
-#   - build/bench/mosq_rtt: the libmosquitto round-trip helper (tools/bench/mosq_rtt.c).
+#   - build/bench/mosq_rtt: the libmosquitto round-trip helper (tools/bench/mosq_rtt.c);
+#   - build/bench/paho_async: the Paho C MQTTAsync client (tools/bench/paho_async.c,
+#     libpaho-mqtt-dev).
 # Environment: MQTT_FIRMWARE (default build/micropython), VENV (default .venv, for
 # python with paho-mqtt), BENCH_ROUNDS (3), BENCH_N0/N1/N2 (messages per run: 60000/20000/12000).
 set -euo pipefail
@@ -67,12 +69,18 @@ if [ ! -x "$OUT/mosq_rtt" ] || [ "$HERE/mosq_rtt.c" -nt "$OUT/mosq_rtt" ]; then
     gcc -O2 -Wall -o "$OUT/mosq_rtt" "$HERE/mosq_rtt.c" -l:libmosquitto.so.1
 fi
 
+# --- Paho C MQTTAsync client ---------------------------------------------------
+if [ ! -x "$OUT/paho_async" ] || [ "$HERE/paho_async.c" -nt "$OUT/paho_async" ]; then
+    gcc -O2 -Wall -o "$OUT/paho_async" "$HERE/paho_async.c" -lpaho-mqtt3a
+fi
+
 "$VENV/bin/python" "$HERE/bench.py" \
     --firmware "$FIRMWARE" \
     --nomod "$NOMOD/micropython" \
     --core-obj "$TOP/build/unix/mqtt_core/mqtt_core.o" \
     --umqtt-lib "$OUT/lib" \
     --mosq-rtt "$OUT/mosq_rtt" \
+    --paho-async "$OUT/paho_async" \
     --python "$VENV/bin/python" \
     --out "$OUT"
 
