@@ -109,8 +109,14 @@ uint64_t mp_hal_time_ns(void) {
     return (uint64_t)s * 1000000000u + (uint64_t)sub * (1000000000u / TICKS_PER_S);
 }
 
+// Sleeps of a millisecond or more run the event loop like the millisecond
+// sleeps (callbacks run during time.sleep_us() too); the rest is a busy wait.
 void mp_hal_delay_us(mp_uint_t us) {
     mp_uint_t start = mp_hal_ticks_us();
+    mp_uint_t elapsed;
+    while ((elapsed = mp_hal_ticks_us() - start) + 1000u <= us) {
+        mp_event_wait_ms((us - elapsed) / 1000u);
+    }
     while (mp_hal_ticks_us() - start < us) {
     }
 }

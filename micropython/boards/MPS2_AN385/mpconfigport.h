@@ -22,7 +22,7 @@
 #define MICROPY_PY_SYS_PLATFORM             "dl7450"
 #define MICROPY_PY_SYS_STDIO_BUFFER         (0)
 #define MICROPY_PY_SYS_ATEXIT               (1)
-#define MICROPY_PY_SELECT                   (0)
+#define MICROPY_PY_SELECT                   (1)
 #define MICROPY_PY_ASYNCIO                  (0)
 #define MICROPY_PY_MACHINE                  (1)
 #define MICROPY_PY_MACHINE_INCLUDEFILE      "ports/qemu/modmachine.c"
