@@ -45,9 +45,9 @@ typedef uint32_t sys_prot_t;
 #define LWIP_TCP_KEEPALIVE              0
 
 // lwIP's own memory is static RAM outside the MicroPython heap (the board
-// has 4 MiB; the heap is 140 KiB). The receive window fits the LAN9118's
-// 10 KiB receive FIFO several times over with room to spare: the firmware
-// drains the FIFO at every event-hook pass.
+// has 4 MiB; the heap is 140 KiB). The receive window (4 segments) is
+// smaller than the LAN9118's 10 KiB receive FIFO, so a full window of
+// frames waiting for the event hook never overflows it.
 #define MEM_SIZE                        (24 * 1024)
 #define TCP_MSS                         (1460)
 #define TCP_WND                         (4 * TCP_MSS)
