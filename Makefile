@@ -3,6 +3,7 @@
 #   make            build/micropython (fetches MicroPython and the packages it needs)
 #   make demo       build, start a local mosquitto, run examples/workshop_app.py
 #   make test       everything: cargo test + end-to-end tests of the firmware
+#   make size       text/data/bss with and without the module, heap per client
 #   make MICROPY_DIR=/path/to/micropython   build against an existing tree
 #   make device     build/device/firmware.elf: the device firmware (Cortex-M3, qemu)
 
@@ -166,6 +167,23 @@ BENCH_PACKAGES := libpaho-mqtt-dev curl
 bench: firmware venv
 	@tools/ensure-packages.sh $(BENCH_PACKAGES)
 	@MQTT_FIRMWARE=$(FIRMWARE) VENV=$(VENV) tools/bench/run.sh
+
+# Footprint: text/data/bss of each firmware with and without the module, heap
+# per client and per received message (tools/size/size.py, results in
+# build/size/results.md). SIZE_PAIRS lists NAME:WITH_MODULE:WITHOUT_MODULE;
+# a pair whose files are missing is left out, so the device columns appear once
+# the device build makes them. SIZE_RUNS lists NAME:FIRMWARE runnable here.
+SIZE_NOMOD := $(BUILD)/size/unix-nomod
+SIZE_PAIRS ?= host:$(FIRMWARE):$(SIZE_NOMOD)/micropython \
+	device:$(BUILD)/device/firmware.elf:$(BUILD)/device-stock/firmware.elf
+SIZE_CORES ?= host:$(PORT_BUILD)/mqtt_core/mqtt_core.o device:$(BUILD)/device/mqtt_core/mqtt_core.o
+SIZE_RUNS ?= host:$(FIRMWARE)
+.PHONY: size
+size: firmware device device-stock
+	@$(MAKE) --no-print-directory -C $(MICROPY_DIR)/ports/unix VARIANT_DIR=$(VARIANT_DIR) \
+	    BUILD=$(SIZE_NOMOD) -j$(JOBS) >$(BUILD)/size-nomod.log 2>&1 || { tail -30 $(BUILD)/size-nomod.log; exit 1; }
+	@python3 tools/size/size.py --out $(BUILD)/size $(foreach p,$(SIZE_PAIRS),--pair $(p)) \
+	    $(foreach c,$(SIZE_CORES),--core-obj $(c)) $(foreach r,$(SIZE_RUNS),--run $(r))
 
 # Reliability: long runs (make test runs short versions).
 SOAK_SECONDS ?= 600

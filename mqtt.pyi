@@ -11,7 +11,8 @@ is inactive (for example after ``disconnect()``).
 
 Transports: ``tcp://`` and ``mqtt://`` (TCP), ``ssl://`` and ``mqtts://`` (TLS),
 ``ws://`` (WebSocket, path from the URL, default ``/mqtt``) and ``wss://`` (WebSocket
-over TLS). TLS goes through the firmware's ``tls`` module (mbedtls 3.6) and always verifies
+over TLS); a firmware built without WebSocket support (``MQTT_WEBSOCKET=0``) raises
+``MqttError`` -14 for those two. TLS goes through the firmware's ``tls`` module (mbedtls 3.6) and always verifies
 the broker: against ``trust_store`` if given, else against the platform's CA bundle
 (host build: /etc/ssl/certs/ca-certificates.crt); without either ``connect()`` raises
 ``MqttError`` -32. A host name is checked against the certificate's DNS subjectAltNames

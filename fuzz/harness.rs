@@ -234,8 +234,14 @@ pub fn engine(data: &[u8]) {
             rest = &rest[n..];
         }
         if used == 0 && n_events == 0 && packets == 0 && end > pos {
-            // nothing can progress: only a dropped connection explains that
-            assert!(!e.is_connected() || pos >= data.len(), "engine stalled");
+            // nothing can progress: only a dropped connection, or a new QoS 2 PUBLISH
+            // waiting for room in a full inbound id store, explains that
+            assert!(!e.is_connected() || pos >= data.len() || e.is_receive_blocked(), "engine stalled");
+            if e.is_receive_blocked() {
+                // what the binding sees then: no PUBREL can pass the held PUBLISH, and the
+                // keep-alive ends the connection
+                e.handle_transport_down(now, LostReason::KeepAlive);
+            }
         }
         now += split.next(3000) as u64;
         e.handle_timeout(now);

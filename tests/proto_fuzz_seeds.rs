@@ -1,5 +1,6 @@
 //! Replays every file of `fuzz/seeds/**` (and of `fuzz/artifacts/**` if present) through
 //! the decoder, engine and WebSocket fuzz harnesses, so inputs kept there are regression tests.
+#![cfg(feature = "websocket")]
 
 #[path = "../fuzz/harness.rs"]
 mod harness;

@@ -1,6 +1,7 @@
 //! WebSocket codec: SHA-1/base64 vectors, the upgrade request and response parser, frame
 //! encoding, the streaming frame decoder (every error case, split invariance, random
 //! input never panics).
+#![cfg(feature = "websocket")]
 
 use dl7450_mqtt::proto::codec::Sink;
 use dl7450_mqtt::proto::ws::*;

@@ -2,8 +2,9 @@
 # Builds the Rust core of the mqtt module and turns it into one relocatable
 # object for the firmware link: `ld -r` keeps only what the exported mqtt_rs_*
 # functions need, and objcopy makes every other symbol local, so Rust's
-# compiler_builtins (fmod, memcpy, ...) never replace the port's own.
-# Usage: build-core.sh CRATE_DIR OUTPUT.o   (env: see micropython.mk)
+# compiler_builtins (fmod, ...) never replace the port's own; its weak memcpy
+# & co. stay global and weak, so the port's replace them.
+# Usage: build-core.sh CRATE_DIR OUTPUT.o   (env: see micropython.mk; MQTT_WEBSOCKET)
 set -euo pipefail
 
 crate=$1
@@ -16,6 +17,10 @@ command -v "$CARGO" >/dev/null || export PATH="$HOME/.cargo/bin:$PATH"
 
 export CARGO_TARGET_DIR=${MQTT_CARGO_TARGET_DIR:-$crate/target/firmware}
 args=(rustc --manifest-path "$crate/Cargo.toml" --release --lib --features firmware --crate-type staticlib)
+# MQTT_WEBSOCKET=0: without ws:// and wss:// (saves the WebSocket codec's text)
+if [ "${MQTT_WEBSOCKET:-1}" = 0 ]; then
+    args+=(--no-default-features)
+fi
 libdir=$CARGO_TARGET_DIR/release
 if [ -n "${MQTT_RUST_TARGET:-}" ]; then
     args+=(--target "$MQTT_RUST_TARGET")
@@ -46,7 +51,15 @@ for s in $syms; do
     undef+=(-u "$s")
     keep+=(--keep-global-symbol="$s")
 done
-"$LD" -r "${undef[@]}" -o "$tmp/partial.o" "$lib"
+"$LD" -r "${undef[@]}" -o "$tmp/partial-bc.o" "$lib"
+# Embedded LLVM bitcode (bare-metal targets) is not code, and a binutils
+# whose LTO plugin cannot read it sees no symbols at all.
+"$OBJCOPY" --remove-section=.llvmbc --remove-section=.llvmcmd "$tmp/partial-bc.o" "$tmp/partial.o"
+# compiler_builtins' memcpy & co. (bare-metal targets) are weak: they stay
+# global, so the port's own (strong) ones replace them and theirs are dropped.
+for s in $("$NM" "$tmp/partial.o" | awk '$2 == "W" && $3 ~ /^(__aeabi_mem[a-z0-9]+|memcpy|memmove|memset|memcmp|bcmp)$/ {print $3}'); do
+    keep+=(--keep-global-symbol="$s")
+done
 # No unwinding ever crosses the core (panic = "abort"): its unwind tables
 # (.eh_frame, ARM's .ARM.exidx/.ARM.extab) and debug sections are dead weight
 # in the firmware.

@@ -10,6 +10,7 @@ set(MQTT_MOD_DIR ${CMAKE_CURRENT_LIST_DIR})
 get_filename_component(MQTT_CRATE_DIR ${MQTT_MOD_DIR}/../.. ABSOLUTE)
 set(MQTT_CORE_OBJ ${CMAKE_BINARY_DIR}/mqtt_core/mqtt_core.o)
 set(MQTT_RUST_TARGET "" CACHE STRING "Rust target triple for the mqtt core (empty: the host)")
+set(MQTT_WEBSOCKET 1 CACHE STRING "1: ws:// and wss:// supported; 0: left out (MqttError -14)")
 
 add_library(usermod_mqtt INTERFACE)
 
@@ -41,6 +42,7 @@ add_custom_command(
         "MQTT_MPY_CWD=${CMAKE_BINARY_DIR}"
         "MQTT_MPY_HEADER=${MQTT_MOD_DIR}/mqtt_bindgen.h"
         "MQTT_RUST_TARGET=${MQTT_RUST_TARGET}"
+        "MQTT_WEBSOCKET=${MQTT_WEBSOCKET}"
         "MQTT_CARGO_TARGET_DIR=${CMAKE_BINARY_DIR}/mqtt_core/target"
         "LD=${CMAKE_LINKER}" "OBJCOPY=${CMAKE_OBJCOPY}" "NM=${CMAKE_NM}"
         ${MQTT_MOD_DIR}/build-core.sh ${MQTT_CRATE_DIR} ${MQTT_CORE_OBJ}

@@ -23,6 +23,8 @@ MQTT_RUSTC ?=
 MQTT_BUILD_STD ?=
 # Ports that do not set NM get the cross tool next to their compiler.
 MQTT_NM := $(if $(NM),$(NM),$(CROSS_COMPILE)nm)
+# 0: build without ws:// and wss:// (they then raise MqttError -14).
+MQTT_WEBSOCKET ?= 1
 # The headers bindgen needs from the port's build.
 MQTT_GENHDRS := $(HEADER_BUILD)/qstrdefs.generated.h $(HEADER_BUILD)/root_pointers.h $(HEADER_BUILD)/moduledefs.h
 ifeq ($(MICROPY_ROM_TEXT_COMPRESSION),1)
@@ -35,7 +37,7 @@ $(MQTT_CORE_OBJ): $(MQTT_GENHDRS) FORCE
 	$(Q)MQTT_MPY_CFLAGS='$(CFLAGS)' \
 	    MQTT_MPY_CWD='$(CURDIR)' \
 	    MQTT_MPY_HEADER='$(abspath $(MQTT_MOD_DIR)/mqtt_bindgen.h)' \
-	    MQTT_RUST_TARGET='$(MQTT_RUST_TARGET)' \
+	    MQTT_RUST_TARGET='$(MQTT_RUST_TARGET)' MQTT_WEBSOCKET='$(MQTT_WEBSOCKET)' \
 	    MQTT_RUSTC='$(MQTT_RUSTC)' MQTT_BUILD_STD='$(MQTT_BUILD_STD)' \
 	    CC='$(CC)' LD='$(LD)' OBJCOPY='$(OBJCOPY)' NM='$(MQTT_NM)' \
 	    $(MQTT_MOD_DIR)/build-core.sh '$(MQTT_CRATE_DIR)' '$(abspath $@)'

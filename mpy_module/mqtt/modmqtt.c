@@ -79,7 +79,7 @@ static void mqtt_set_active(mqtt_client_obj_t *self, bool active);
 
 static bool mqtt_pumping;
 
-bool mqtt_pump_running(void) {
+bool mqtt_c_pump_running(void) {
     return mqtt_pumping;
 }
 

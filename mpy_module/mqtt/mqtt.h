@@ -130,7 +130,8 @@ uint64_t mqtt_next_deadline_ms(void);
 bool mqtt_any_active(void);
 void mqtt_schedule_pump(void);
 bool mqtt_pump_pending(void);
-bool mqtt_pump_running(void);
+// Whether the pump is running (an API call from a callback).
+bool mqtt_c_pump_running(void);
 // Unix back-end: a sleep of the Python thread that waits for the clients
 // itself (the DL-7450 variant routes time.sleep*() and mp_hal_delay_ms() here).
 void mqtt_port_sleep_us(uint64_t us);

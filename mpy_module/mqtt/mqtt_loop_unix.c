@@ -92,6 +92,46 @@ static void mqtt_nop_handler(int sig) {
     (void)sig;
 }
 
+// The armed clients' sockets, appended to pfd/owner from index n (owner: the
+// slot, -1 for a pipe); their earliest deadline in *deadline. Lock held.
+static size_t mqtt_watch_list(struct pollfd *pfd, int *owner, size_t n, uint64_t *deadline) {
+    for (int i = 0; i < MQTT_MAX_CLIENTS; i++) {
+        mqtt_slot_t *s = &mqtt_loop.slots[i];
+        if (!s->used || !s->armed) {
+            continue;
+        }
+        if (s->deadline < *deadline) {
+            *deadline = s->deadline;
+        }
+        if (s->fd >= 0) {
+            pfd[n].fd = s->fd;
+            pfd[n].events = POLLIN | (s->want_write ? POLLOUT : 0);
+            owner[n++] = i;
+        }
+    }
+    return n;
+}
+
+// Disarms, until the pump re-arms them, the slots whose socket poll() found
+// ready or whose deadline has come; true when there is any. Lock held.
+static bool mqtt_take_ready(const struct pollfd *pfd, const int *owner, size_t n, uint64_t now_ms) {
+    bool fire = false;
+    for (size_t k = 0; k < n; k++) {
+        if (pfd[k].revents && owner[k] >= 0 && mqtt_loop.slots[owner[k]].armed) {
+            mqtt_loop.slots[owner[k]].armed = false;
+            fire = true;
+        }
+    }
+    for (int i = 0; i < MQTT_MAX_CLIENTS; i++) {
+        mqtt_slot_t *s = &mqtt_loop.slots[i];
+        if (s->used && s->armed && s->deadline <= now_ms) {
+            s->armed = false;
+            fire = true;
+        }
+    }
+    return fire;
+}
+
 static void *mqtt_waker_main(void *arg) {
     (void)arg;
     // Only the Python thread takes the wake signal.
@@ -113,19 +153,8 @@ static void *mqtt_waker_main(void *arg) {
         if (stand_aside) {
             mqtt_loop.kick = false; // the Python thread runs the pump itself
         }
-        for (int i = 0; i < MQTT_MAX_CLIENTS && !stand_aside; i++) {
-            mqtt_slot_t *s = &mqtt_loop.slots[i];
-            if (!s->used || !s->armed) {
-                continue;
-            }
-            if (s->deadline < deadline) {
-                deadline = s->deadline;
-            }
-            if (s->fd >= 0) {
-                pfd[n].fd = s->fd;
-                pfd[n].events = POLLIN | (s->want_write ? POLLOUT : 0);
-                owner[n++] = i;
-            }
+        if (!stand_aside) {
+            n = mqtt_watch_list(pfd, owner, n, &deadline);
         }
         bool kick = mqtt_loop.kick;
         pthread_mutex_unlock(&mqtt_loop.lock);
@@ -157,33 +186,19 @@ static void *mqtt_waker_main(void *arg) {
             timeout = deadline <= now ? 0 : (deadline - now > 3600000u ? 3600000 : (int)(deadline - now));
         }
         int r = poll(pfd, n, timeout);
-        if (r < 0 && errno != EINTR) {
-            continue;
+        if (r < 0) {
+            continue; // EINTR: look again
         }
         if (pfd[0].revents) {
             mqtt_pipe_drain(mqtt_loop.wake_pipe[0]);
         }
-        bool fire = false;
-        uint64_t now = mqtt_c_ticks_ms();
         pthread_mutex_lock(&mqtt_loop.lock);
         if (mqtt_loop.py_waiting) {
             // The Python thread took over meanwhile: it sees the same events.
             pthread_mutex_unlock(&mqtt_loop.lock);
             continue;
         }
-        for (size_t k = 1; k < n; k++) {
-            if (pfd[k].revents && owner[k] >= 0 && mqtt_loop.slots[owner[k]].armed) {
-                mqtt_loop.slots[owner[k]].armed = false; // until the pump re-arms it
-                fire = true;
-            }
-        }
-        for (int i = 0; i < MQTT_MAX_CLIENTS; i++) {
-            mqtt_slot_t *s = &mqtt_loop.slots[i];
-            if (s->used && s->armed && s->deadline <= now) {
-                s->armed = false;
-                fire = true;
-            }
-        }
+        bool fire = mqtt_take_ready(pfd, owner, n, mqtt_c_ticks_ms());
         pthread_mutex_unlock(&mqtt_loop.lock);
         if (fire) {
             mqtt_schedule_pump();
@@ -200,7 +215,7 @@ void mqtt_c_request_pump(void) {
     mqtt_schedule_pump();
     // Within the pump (a callback's publish) the pump itself goes on, and a
     // Python thread that waits for the clients runs it: no kick needed.
-    if (!mqtt_loop.started || mqtt_pump_running() || mqtt_loop.py_waiting) {
+    if (!mqtt_loop.started || mqtt_c_pump_running() || mqtt_loop.py_waiting) {
         return;
     }
     // Called from the Python thread, which runs the scheduled pump at its
@@ -357,20 +372,7 @@ static void mqtt_python_poll(uint64_t end_us) {
     }
     uint64_t deadline_ms = UINT64_MAX;
     pthread_mutex_lock(&mqtt_loop.lock);
-    for (int i = 0; i < MQTT_MAX_CLIENTS; i++) {
-        mqtt_slot_t *s = &mqtt_loop.slots[i];
-        if (!s->used || !s->armed) {
-            continue;
-        }
-        if (s->deadline < deadline_ms) {
-            deadline_ms = s->deadline;
-        }
-        if (s->fd >= 0) {
-            pfd[n].fd = s->fd;
-            pfd[n].events = POLLIN | (s->want_write ? POLLOUT : 0);
-            owner[n++] = i;
-        }
-    }
+    n = mqtt_watch_list(pfd, owner, n, &deadline_ms);
     pthread_mutex_unlock(&mqtt_loop.lock);
     uint64_t now = mqtt_now_us();
     uint64_t wake = end_us;
@@ -388,27 +390,16 @@ static void mqtt_python_poll(uint64_t end_us) {
         r = ppoll(pfd, n, &ts, NULL);
         MP_THREAD_GIL_ENTER();
     }
-    bool fire = false;
-    uint64_t now_ms = mqtt_c_ticks_ms();
+    if (r > 0 && n > 0 && owner[0] < 0 && pfd[0].revents) {
+        mqtt_pipe_drain(mqtt_loop.main_pipe[0]);
+    }
+    if (r <= 0) {
+        for (size_t k = 0; k < n; k++) {
+            pfd[k].revents = 0; // a timeout or a signal: only deadlines count
+        }
+    }
     pthread_mutex_lock(&mqtt_loop.lock);
-    for (size_t k = 0; r > 0 && k < n; k++) {
-        if (pfd[k].revents == 0) {
-            continue;
-        }
-        if (owner[k] < 0) {
-            mqtt_pipe_drain(mqtt_loop.main_pipe[0]);
-        } else if (mqtt_loop.slots[owner[k]].armed) {
-            mqtt_loop.slots[owner[k]].armed = false; // until the pump re-arms it
-            fire = true;
-        }
-    }
-    for (int i = 0; i < MQTT_MAX_CLIENTS; i++) {
-        mqtt_slot_t *s = &mqtt_loop.slots[i];
-        if (s->used && s->armed && s->deadline <= now_ms) {
-            s->armed = false;
-            fire = true;
-        }
-    }
+    bool fire = mqtt_take_ready(pfd, owner, n, mqtt_c_ticks_ms());
     pthread_mutex_unlock(&mqtt_loop.lock);
     if (fire) {
         mqtt_schedule_pump();

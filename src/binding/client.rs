@@ -13,7 +13,6 @@ use super::obj::*;
 use super::options::Options;
 use crate::proto::codec::{self, QoS};
 use crate::proto::engine::{Config, Engine, Entry, Inbox, Request};
-use crate::proto::ws::{FrameDecoder, UpgradeParser};
 use crate::proto::{rc, url};
 use core::ptr;
 
@@ -122,8 +121,6 @@ impl Request for Req {
 pub struct InMsg {
     pub(super) topic: Obj,
     pub(super) payload: Obj,
-    pub(super) items: *mut u8,
-    pub(super) len: usize,
 }
 
 pub(super) struct Alloc;
@@ -141,14 +138,17 @@ impl Inbox for Alloc {
             if p.is_null() {
                 return None;
             }
-            Some(InMsg { topic: t, payload: p, items, len: payload_len })
+            Some(InMsg { topic: t, payload: p })
         }
     }
     fn payload_mut<'a>(&mut self, msg: &'a mut InMsg) -> &'a mut [u8] {
-        if msg.len == 0 || msg.items.is_null() {
-            return &mut [];
+        // the bytearray made by `begin`: its items are a GC block of its length
+        match unsafe { buffer_data(msg.payload) } {
+            Some((d, BufKind::ByteArray)) if !d.is_empty() => unsafe {
+                core::slice::from_raw_parts_mut(d.as_ptr() as *mut u8, d.len())
+            },
+            _ => &mut [],
         }
-        unsafe { core::slice::from_raw_parts_mut(msg.items, msg.len) }
     }
 }
 
@@ -158,13 +158,11 @@ pub(super) enum Transport {
     /// TCP connect in progress.
     Connecting,
     /// HTTP upgrade sent (over TLS for wss), waiting for 101.
+    #[cfg_attr(not(feature = "websocket"), allow(dead_code))]
     WsUpgrade,
     /// MQTT bytes flow (TLS handshake, if any, runs inside the first writes/reads).
     Up,
 }
-
-/// Largest WebSocket frame accepted (the MQTT packet limit plus framing).
-pub(super) const WS_MAX_FRAME: u64 = 1 << 21;
 
 pub(super) const CB_CONNECT: usize = mqtt_cb_t_MQTT_CB_CONNECT as usize;
 pub(super) const CB_MESSAGE: usize = mqtt_cb_t_MQTT_CB_MESSAGE as usize;
@@ -173,13 +171,26 @@ pub(super) const CB_SUBSCRIBE: usize = mqtt_cb_t_MQTT_CB_SUBSCRIBE as usize;
 pub(super) const CB_UNSUBSCRIBE: usize = mqtt_cb_t_MQTT_CB_UNSUBSCRIBE as usize;
 pub(super) const CB_COUNT: usize = mqtt_cb_t_MQTT_CB_COUNT as usize;
 
+/// The receive buffer inside the client: one read of up to this much is tried
+/// first, so an idle wake-up, an acknowledgement or a small message needs no
+/// other buffer.
+pub(super) const RX_SMALL: usize = 64;
+/// The receive buffer a read moves to when the small one came back full (more
+/// is waiting): a GC block that lives while its bytes are being processed.
 pub(super) const RX_SIZE: usize = 2048;
+/// How long the buffers stay grown after a burst before they are given back.
+pub(super) const TRIM_DELAY_MS: u64 = 1000;
+/// How soon a pump retries when a new QoS 2 message could not get heap for its id.
+pub(super) const RX_BLOCKED_RETRY_MS: u64 = 100;
 /// How much a pump round reads before it lets callbacks run.
 pub(super) const READ_BUDGET: usize = 64 * 1024;
 /// How much is batched into one write.
 pub(super) const WRITE_BATCH: usize = 16 * 1024;
 
 pub type Queue = GcQueue<Entry<Req>>;
+/// Inbound QoS 2 packet ids between PUBLISH and PUBREL: a GC block that grows
+/// with them (2 bytes each) and shrinks back.
+pub type InboundIds = GcQueue<u16>;
 
 pub struct Client {
     pub(super) url: Obj,
@@ -190,7 +201,8 @@ pub struct Client {
     pub(super) slot: i32,
     pub(super) cbs: [Obj; CB_COUNT],
     pub(super) opts: Options,
-    pub(super) engine: Engine<Req, Queue, InMsg>,
+    pub(super) engine: Engine<Req, Queue, InMsg, InboundIds>,
+    #[cfg_attr(not(feature = "websocket"), allow(dead_code))]
     pub(super) path: (*const u8, usize),
     pub(super) tls_ctx: Obj,
     /// The stream MQTT (or WebSocket) bytes go through: the TCP socket, or a TLS socket over it.
@@ -203,15 +215,19 @@ pub struct Client {
     pub(super) write_blocked: bool,
     /// The cause of the last transport failure, for on_connect (0: from the reason).
     pub(super) fail_code: i32,
-    pub(super) ws_key: [u8; 16],
-    pub(super) ws_up: UpgradeParser,
-    pub(super) ws_dec: FrameDecoder,
+    /// WebSocket state while a ws/wss transport is open.
+    #[cfg(feature = "websocket")]
+    pub(super) ws: super::websocket::WsState,
     pub(super) rng: u32,
     pub(super) send: GcBuf,
     pub(super) send_off: usize,
-    pub(super) rx: [u8; RX_SIZE],
+    /// The receive buffer in use: `rx_small`, or a GC block of `RX_SIZE` bytes.
+    pub(super) rx_big: *mut u8,
+    pub(super) rx_small: [u8; RX_SMALL],
     pub(super) rx_start: usize,
     pub(super) rx_end: usize,
+    /// When the grown buffers are given back (0: none is grown).
+    pub(super) trim_at: u64,
 }
 
 pub(super) fn now() -> u64 {
@@ -258,6 +274,9 @@ impl Client {
             url::UrlError::BadScheme => ApiError::Mqtt(rc::BAD_PROTOCOL),
             url::UrlError::Malformed(m) => ApiError::Value(m),
         })?;
+        if parsed.scheme.is_websocket() && !super::websocket::SUPPORTED {
+            return Err(ApiError::Mqtt(rc::BAD_PROTOCOL));
+        }
         ptr::write(
             this,
             Client {
@@ -271,22 +290,23 @@ impl Client {
                 slot,
                 cbs: [none(); CB_COUNT],
                 opts: Options::new(),
-                engine: Engine::new(Config::default(), GcQueue::new()),
+                engine: Engine::with_inbound_ids(Config::default(), GcQueue::new(), GcQueue::new()),
                 sock: NULL,
                 raw: NULL,
                 fd: -1,
                 transport: Transport::None,
                 write_blocked: false,
                 fail_code: 0,
-                ws_key: [0; 16],
-                ws_up: UpgradeParser::new(&[0; 16]),
-                ws_dec: FrameDecoder::new(WS_MAX_FRAME),
+                #[cfg(feature = "websocket")]
+                ws: super::websocket::WsState::new(),
                 rng: 0,
                 send: GcBuf::new(),
                 send_off: 0,
-                rx: [0; RX_SIZE],
+                rx_big: ptr::null_mut(),
+                rx_small: [0; RX_SMALL],
                 rx_start: 0,
                 rx_end: 0,
+                trim_at: 0,
             },
         );
         Ok(())

@@ -37,10 +37,25 @@ pub unsafe fn pump(p: *mut Client) -> bool {
         mqtt_c_request_pump();
     }
     let c = &mut *p;
+    let trim_at = c.trim_buffers(now());
     let active = c.engine.is_active() || !c.sock.is_null();
     if active {
-        let deadline = c.engine.poll_timeout().unwrap_or(u64::MAX);
-        mqtt_c_watch(c.slot, c.fd, c.want_write(), deadline);
+        let mut deadline = c.engine.poll_timeout().unwrap_or(u64::MAX);
+        if trim_at != 0 {
+            deadline = deadline.min(trim_at);
+        }
+        let mut fd = c.fd;
+        let want_write = c.want_write();
+        if c.engine.is_receive_blocked() {
+            // A new QoS 2 message waits for heap to record its id: try again soon
+            // (the script may have freed memory). The socket is not read meanwhile,
+            // so its readability is no reason to wake.
+            deadline = deadline.min(now().saturating_add(RX_BLOCKED_RETRY_MS));
+            if !want_write {
+                fd = -1;
+            }
+        }
+        mqtt_c_watch(c.slot, fd, want_write, deadline);
     }
     active
 }

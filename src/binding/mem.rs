@@ -18,7 +18,8 @@ unsafe fn free_bytes(p: *mut u8) {
     }
 }
 
-/// An order-keeping ring buffer on the GC heap that grows by doubling.
+/// An order-keeping ring buffer on the GC heap that grows by doubling and gives
+/// memory back with `trim`.
 pub struct GcQueue<T> {
     buf: *mut MaybeUninit<T>,
     cap: usize,
@@ -37,7 +38,12 @@ impl<T> GcQueue<T> {
     }
 
     fn grow(&mut self) -> bool {
-        let new_cap = if self.cap == 0 { 8 } else { self.cap.saturating_mul(2) };
+        let new_cap = if self.cap == 0 { QUEUE_MIN_CAP } else { self.cap.saturating_mul(2) };
+        self.resize(new_cap)
+    }
+
+    /// Moves the elements into a new block of `new_cap` (>= len) slots.
+    fn resize(&mut self, new_cap: usize) -> bool {
         let bytes = match new_cap.checked_mul(size_of::<T>()) {
             Some(b) => b,
             None => return false,
@@ -57,7 +63,25 @@ impl<T> GcQueue<T> {
         self.head = 0;
         true
     }
+
+    /// Whether `trim` would give memory back.
+    pub fn oversized(&self) -> bool {
+        self.cap > QUEUE_MIN_CAP && self.len <= self.cap / 4
+    }
+
+    /// Gives memory back after a burst: a block at most a quarter full moves to one
+    /// twice the length (never below the first block's size, so a steady flow of a few
+    /// elements does not allocate each time). A failed allocation keeps the bigger block.
+    pub fn trim(&mut self) {
+        if self.oversized() {
+            let want = self.len.saturating_mul(2).max(QUEUE_MIN_CAP).next_power_of_two();
+            self.resize(want);
+        }
+    }
 }
+
+/// Slots of a queue's first block.
+const QUEUE_MIN_CAP: usize = 4;
 
 impl<T> Queue<T> for GcQueue<T> {
     fn len(&self) -> usize {
@@ -107,8 +131,12 @@ impl<T> Queue<T> for GcQueue<T> {
     }
 }
 
+/// Size of the send buffer's first block.
+const SEND_MIN_CAP: usize = 128;
+
 /// A growable byte buffer on the GC heap: the client's send buffer. It keeps
-/// its size between packets, so steady-state publishing allocates nothing.
+/// its first block between packets, so steady-state publishing of small
+/// messages allocates nothing; a bigger block is given back by `trim`.
 pub struct GcBuf {
     ptr: *mut u8,
     cap: usize,
@@ -125,6 +153,20 @@ impl GcBuf {
     pub fn clear(&mut self) {
         self.len = 0;
     }
+    /// Whether `trim` would give memory back.
+    pub fn oversized(&self) -> bool {
+        self.len == 0 && self.cap > SEND_MIN_CAP
+    }
+
+    /// Frees a block that grew beyond the first size (after a burst or a large
+    /// payload); the next packet allocates a small one again.
+    pub fn trim(&mut self) {
+        if self.oversized() {
+            unsafe { free_bytes(self.ptr) };
+            self.ptr = ptr::null_mut();
+            self.cap = 0;
+        }
+    }
     pub fn get(&self, r: core::ops::RangeFrom<usize>) -> Option<&[u8]> {
         if self.ptr.is_null() || r.start > self.len {
             return if r.start == 0 { Some(&[]) } else { None };
@@ -139,7 +181,7 @@ impl GcBuf {
         if need <= self.cap {
             return true;
         }
-        let mut new_cap = if self.cap == 0 { 256 } else { self.cap };
+        let mut new_cap = if self.cap == 0 { SEND_MIN_CAP } else { self.cap };
         while new_cap < need {
             new_cap = match new_cap.checked_mul(2) {
                 Some(c) => c,
@@ -177,4 +219,31 @@ impl Sink for GcBuf {
         self.len += bytes.len();
         true
     }
+}
+
+/// A value of `T` in its own GC block (no finaliser: `T` needs no drop), or null
+/// when the heap is full.
+pub unsafe fn gc_box<T>(v: T) -> *mut T {
+    let p = alloc_bytes(size_of::<T>()) as *mut T;
+    if !p.is_null() {
+        ptr::write(p, v);
+    }
+    p
+}
+
+/// Frees a block made by `gc_box` (null: nothing) and nulls the pointer.
+pub unsafe fn gc_unbox<T>(p: &mut *mut T) {
+    free_bytes(*p as *mut u8);
+    *p = ptr::null_mut();
+}
+
+/// A byte block of `n` bytes on the GC heap, or null.
+pub unsafe fn gc_bytes(n: usize) -> *mut u8 {
+    alloc_bytes(n)
+}
+
+/// Frees a block made by `gc_bytes` (null: nothing) and nulls the pointer.
+pub unsafe fn gc_free_bytes(p: &mut *mut u8) {
+    free_bytes(*p);
+    *p = ptr::null_mut();
 }

@@ -9,6 +9,7 @@ pub mod mem;
 pub mod obj;
 mod options;
 mod transport;
+mod websocket;
 
 use client::{set_status, ApiError, Client};
 use core::mem::size_of;

@@ -4,11 +4,11 @@
 //! writing what it has to send.
 use super::client::*;
 use super::ffi::*;
+use super::mem::{gc_bytes, gc_free_bytes};
 use super::obj::*;
-use crate::proto::codec::{ConnectParams, QoS, Will};
+use crate::proto::codec::{ConnectParams, QoS, Sink, Will};
 use crate::proto::engine::{Action, LostReason};
 use crate::proto::rc;
-use crate::proto::ws::{self, FrameDecoder, UpgradeParser, WsChunk, WsSink};
 use core::ptr;
 
 impl Client {
@@ -18,6 +18,7 @@ impl Client {
 
     /// A WebSocket masking key (xorshift32 seeded from the platform's RNG:
     /// masking needs unpredictability towards intermediaries, not secrecy).
+    #[cfg(feature = "websocket")]
     pub(super) fn next_mask(rng: &mut u32) -> [u8; 4] {
         let mut x = *rng;
         x ^= x << 13;
@@ -40,10 +41,34 @@ impl Client {
         self.transport = Transport::None;
         self.write_blocked = false;
         self.send.clear();
+        self.send.trim();
+        self.engine.queue_mut().trim();
+        self.engine.inbound_ids_mut().trim();
         self.send_off = 0;
         self.rx_start = 0;
         self.rx_end = 0;
+        unsafe { gc_free_bytes(&mut self.rx_big) };
+        self.ws_close();
     }
+
+    /// The receive buffer in use.
+    #[cfg(feature = "websocket")]
+    pub(super) fn rx(&self) -> &[u8] {
+        if self.rx_big.is_null() {
+            &self.rx_small
+        } else {
+            unsafe { core::slice::from_raw_parts(self.rx_big, RX_SIZE) }
+        }
+    }
+
+    fn rx_mut(&mut self) -> &mut [u8] {
+        if self.rx_big.is_null() {
+            &mut self.rx_small
+        } else {
+            unsafe { core::slice::from_raw_parts_mut(self.rx_big, RX_SIZE) }
+        }
+    }
+
 
     /// The transport failed: `code` (0: derive it from `reason`) is what
     /// on_connect reports.
@@ -103,21 +128,7 @@ impl Client {
             self.sock = t;
         }
         if self.scheme.is_websocket() {
-            for chunk in self.ws_key.chunks_mut(4) {
-                let m = Self::next_mask(&mut self.rng);
-                chunk.copy_from_slice(&m);
-            }
-            self.ws_up = UpgradeParser::new(&self.ws_key);
-            self.ws_dec = FrameDecoder::new(WS_MAX_FRAME);
-            let default_port = self.port == self.scheme.default_port();
-            let (host, path) = (self.host, self.path);
-            let host = unsafe { core::str::from_utf8_unchecked(core::slice::from_raw_parts(host.0, host.1)) };
-            let path = unsafe { core::str::from_utf8_unchecked(core::slice::from_raw_parts(path.0, path.1)) };
-            if !ws::encode_upgrade(&mut self.send, host, self.port, default_port, path, &self.ws_key) {
-                self.lost(now, LostReason::OutOfMemory, 0);
-                return;
-            }
-            self.transport = Transport::WsUpgrade;
+            self.ws_open(now);
         } else {
             self.transport = Transport::Up;
             self.connect_params_up(now);
@@ -159,19 +170,20 @@ impl Client {
                 password: pass,
                 will,
             };
-            if self.scheme.is_websocket() {
-                let rng = &mut self.rng;
-                let mut sink = WsSink::new(&mut self.send, || Self::next_mask(rng));
-                self.engine.handle_transport_up(now, &params, &mut sink);
-            } else {
-                self.engine.handle_transport_up(now, &params, &mut self.send);
+            if !self.ws_transport_up(now, &params) {
+                self.engine.handle_transport_up(now, &params, &mut self.send as &mut dyn Sink);
             }
         }
     }
 
     /// Feeds MQTT bytes to the engine; returns how many it took.
     pub(super) fn feed_mqtt(&mut self, now: u64, data_start: usize, data_end: usize) -> usize {
-        match self.rx.get(data_start..data_end) {
+        let rx: &[u8] = if self.rx_big.is_null() {
+            &self.rx_small
+        } else {
+            unsafe { core::slice::from_raw_parts(self.rx_big, RX_SIZE) }
+        };
+        match rx.get(data_start..data_end) {
             Some(d) => self.engine.handle_bytes(now, d, &mut Alloc),
             None => 0,
         }
@@ -182,61 +194,13 @@ impl Client {
         while self.rx_start < self.rx_end {
             match self.transport {
                 Transport::WsUpgrade => {
-                    let data = self.rx.get(self.rx_start..self.rx_end).unwrap_or(&[]);
-                    match self.ws_up.feed(data) {
-                        Ok(Some(n)) => {
-                            self.rx_start += n;
-                            self.transport = Transport::Up;
-                            self.connect_params_up(now);
-                        }
-                        Ok(None) => self.rx_start = self.rx_end,
-                        Err(_) => {
-                            self.lost(now, LostReason::Protocol, rc::WEBSOCKET_FAILED);
-                            return true;
-                        }
+                    if let Some(r) = self.ws_upgrade_rx(now) {
+                        return r;
                     }
                 }
                 Transport::Up if self.scheme.is_websocket() => {
-                    let data = self.rx.get(self.rx_start..self.rx_end).unwrap_or(&[]);
-                    let (n, chunk) = match self.ws_dec.feed(data) {
-                        Ok(r) => r,
-                        Err(e) => {
-                            let code = if matches!(e, ws::WsError::Closed(_)) { rc::CONNECTION_CLOSED } else { rc::WEBSOCKET_FAILED };
-                            self.lost(now, LostReason::Protocol, code);
-                            return true;
-                        }
-                    };
-                    match chunk {
-                        None => self.rx_start += n,
-                        Some(WsChunk::Data(d)) => {
-                            let dlen = d.len();
-                            let start = self.rx_start + n - dlen;
-                            let end = self.rx_start + n;
-                            let used = self.feed_mqtt(now, start, end);
-                            if used < dlen {
-                                self.ws_dec.unconsume(dlen - used);
-                                self.rx_start = end - (dlen - used);
-                                return false;
-                            }
-                            self.rx_start = end;
-                        }
-                        Some(WsChunk::Ping(p)) => {
-                            let mut buf = [0u8; ws::MAX_CONTROL_PAYLOAD];
-                            let len = p.len().min(buf.len());
-                            buf[..len].copy_from_slice(&p[..len]);
-                            self.rx_start += n;
-                            let mask = Self::next_mask(&mut self.rng);
-                            ws::encode_pong(&mut self.send, &buf[..len], mask);
-                        }
-                        Some(WsChunk::Pong) => self.rx_start += n,
-                        Some(WsChunk::Close(_)) => {
-                            self.rx_start += n;
-                            let mask = Self::next_mask(&mut self.rng);
-                            ws::encode_close(&mut self.send, ws::CLOSE_NO_STATUS, mask);
-                            self.flush(now);
-                            self.lost(now, LostReason::Closed, rc::CONNECTION_CLOSED);
-                            return true;
-                        }
+                    if let Some(r) = self.ws_rx(now) {
+                        return r;
                     }
                 }
                 Transport::Up => {
@@ -256,12 +220,20 @@ impl Client {
     pub(super) fn read_some(&mut self, now: u64) -> bool {
         let mut progress = false;
         let mut total = 0usize;
+        let mut full = false;
         while matches!(self.transport, Transport::Up | Transport::WsUpgrade) && total < READ_BUDGET {
             if self.rx_start == self.rx_end {
                 self.rx_start = 0;
                 self.rx_end = 0;
+                // The last read filled its buffer: more is likely waiting, read it in
+                // bigger pieces (or keep the small buffer when the heap is short).
+                if full && self.rx_big.is_null() {
+                    self.rx_big = unsafe { gc_bytes(RX_SIZE) };
+                }
+                let buf = self.rx_mut();
+                let (p, cap) = (buf.as_mut_ptr(), buf.len());
                 let mut err: i32 = 0;
-                let n = unsafe { mqtt_c_sock_read(self.sock, self.rx.as_mut_ptr(), RX_SIZE, &mut err) };
+                let n = unsafe { mqtt_c_sock_read(self.sock, p, cap, &mut err) };
                 if n < 0 {
                     if err as u32 != MQTT_EAGAIN as u32 {
                         self.stream_failed(now, err);
@@ -279,12 +251,19 @@ impl Client {
                     return true;
                 }
                 self.rx_end = n as usize;
+                full = self.rx_end == cap;
                 total += n as usize;
                 progress = true;
             }
             if !self.process_rx(now) {
                 break; // events must be delivered first
             }
+        }
+        if self.rx_start == self.rx_end && !self.rx_big.is_null() {
+            // nothing left to process: the big buffer is not needed until the next burst
+            self.rx_start = 0;
+            self.rx_end = 0;
+            unsafe { gc_free_bytes(&mut self.rx_big) };
         }
         progress
     }
@@ -297,17 +276,8 @@ impl Client {
                 self.send.clear();
                 self.send_off = 0;
                 if self.transport == Transport::Up {
-                    if self.scheme.is_websocket() {
-                        // one WebSocket frame per MQTT packet
-                        while self.send.len() < WRITE_BATCH {
-                            let rng = &mut self.rng;
-                            let mut sink = WsSink::new(&mut self.send, || Self::next_mask(rng));
-                            if !self.engine.poll_transmit(now, &mut sink) {
-                                break;
-                            }
-                        }
-                    } else {
-                        while self.send.len() < WRITE_BATCH && self.engine.poll_transmit(now, &mut self.send) {}
+                    if !self.ws_transmit(now) {
+                        while self.send.len() < WRITE_BATCH && self.engine.poll_transmit(now, &mut self.send as &mut dyn Sink) {}
                     }
                 }
                 if self.send.len() == 0 {
@@ -337,8 +307,12 @@ impl Client {
 
     /// From an API call: send what can go now, and let the pump deliver events.
     pub(super) fn flush_now(&mut self) {
-        let t = now();
-        self.flush(t);
+        // Inside the pump (a callback's publish) the pump's next round writes
+        // it, together with whatever the other callbacks of this round queue.
+        if unsafe { !mqtt_c_pump_running() } {
+            let t = now();
+            self.flush(t);
+        }
         unsafe { mqtt_c_request_pump() };
     }
 
@@ -374,6 +348,31 @@ impl Client {
             progress |= self.flush(now);
         }
         progress
+    }
+
+    /// Gives back what a burst made the request queue, the inbound QoS 2 ids and
+    /// the send buffer grow to, once they have stayed oversized for
+    /// `TRIM_DELAY_MS` (a steady flow keeps its blocks instead of allocating them
+    /// again and again). Returns when to look again (0: nothing to trim).
+    pub(super) fn trim_buffers(&mut self, now: u64) -> u64 {
+        if self.send_off >= self.send.len() {
+            self.send.clear();
+            self.send_off = 0;
+        }
+        let oversized = self.send.oversized()
+            || self.engine.queue().oversized()
+            || self.engine.inbound_ids_mut().oversized();
+        if !oversized {
+            self.trim_at = 0;
+        } else if self.trim_at == 0 {
+            self.trim_at = now.saturating_add(TRIM_DELAY_MS);
+        } else if now >= self.trim_at {
+            self.send.trim();
+            self.engine.queue_mut().trim();
+            self.engine.inbound_ids_mut().trim();
+            self.trim_at = 0;
+        }
+        self.trim_at
     }
 
     pub(super) fn want_write(&self) -> bool {

@@ -25,6 +25,13 @@ pub const RETRY_SCHEDULE_MS: [u64; 7] = [1_000, 2_000, 4_000, 8_000, 16_000, 32_
 
 const RX_BUF: usize = MAX_INCOMING_TOPIC_LEN + 4;
 
+/// Capacity of the default inbound QoS 2 id table ([`InboundIds`]).
+pub const INBOUND_QOS2_IDS: usize = 32;
+/// The default store of inbound QoS 2 packet ids: an inline table of
+/// [`INBOUND_QOS2_IDS`] ids. A binding with an allocator passes its own growable
+/// [`Queue`] instead (see [`Engine::with_inbound_ids`]).
+pub type InboundIds = Vec<u16, INBOUND_QOS2_IDS>;
+
 /// An outbound request's data, owned by the binding. The core never copies a payload except
 /// into the [`Sink`] when it encodes the packet.
 pub trait Request {
@@ -302,8 +309,8 @@ impl<H: Request> FilterSource for ReqFilters<'_, H> {
 }
 
 /// The session engine. `H` is the binding's request handle, `Q` its queue storage, `M` the
-/// binding's incoming-message type (`Inbox::Msg`).
-pub struct Engine<H, Q, M> {
+/// binding's incoming-message type (`Inbox::Msg`), `P` the store of inbound QoS 2 packet ids.
+pub struct Engine<H, Q, M, P = InboundIds> {
     config: Config,
     queue: Q,
     state: ConnState,
@@ -336,8 +343,11 @@ pub struct Engine<H, Q, M> {
     rx: Rx<M>,
     rx_hdr: FixedHeaderParser,
     rx_buf: Vec<u8, RX_BUF>,
-    /// Inbound QoS 2 packet ids received (PUBLISH) and not yet released (PUBREL).
-    inbound_qos2: [u32; 2048],
+    /// Inbound QoS 2 packet ids received (PUBLISH) and not yet released (PUBREL): only
+    /// those, so its size follows the messages actually between PUBLISH and PUBREL.
+    inbound_qos2: P,
+    /// A new QoS 2 PUBLISH waits in `rx_buf` for room in `inbound_qos2`.
+    rx_blocked: bool,
     _h: core::marker::PhantomData<fn() -> H>,
 }
 
@@ -345,10 +355,18 @@ fn add_ms(t: Instant, ms: u64) -> Instant {
     t.saturating_add(ms)
 }
 
-impl<H: Request, Q: Queue<Entry<H>>, M> Engine<H, Q, M> {
+impl<H: Request, Q: Queue<Entry<H>>, M> Engine<H, Q, M, InboundIds> {
     /// A new, idle engine using `queue` (which may already hold entries of a previous engine:
-    /// not supported, pass an empty queue).
-    pub fn new(mut config: Config, queue: Q) -> Self {
+    /// not supported, pass an empty queue) and the inline inbound QoS 2 table.
+    pub fn new(config: Config, queue: Q) -> Self {
+        Self::with_inbound_ids(config, queue, Vec::new())
+    }
+}
+
+impl<H: Request, Q: Queue<Entry<H>>, M, P: Queue<u16>> Engine<H, Q, M, P> {
+    /// A new, idle engine with `ids` (empty) as the store of inbound QoS 2 packet ids. When
+    /// `ids.push_back` fails, a new QoS 2 PUBLISH waits (see [`Engine::handle_bytes`]).
+    pub fn with_inbound_ids(mut config: Config, queue: Q, ids: P) -> Self {
         if config.max_inflight == 0 {
             config.max_inflight = 1;
         }
@@ -381,7 +399,8 @@ impl<H: Request, Q: Queue<Entry<H>>, M> Engine<H, Q, M> {
             rx: Rx::Header,
             rx_hdr: FixedHeaderParser::new(),
             rx_buf: Vec::new(),
-            inbound_qos2: [0; 2048],
+            inbound_qos2: ids,
+            rx_blocked: false,
             _h: core::marker::PhantomData,
         }
     }
@@ -659,6 +678,12 @@ impl<H: Request, Q: Queue<Entry<H>>, M> Engine<H, Q, M> {
     // ------------------------------------------------------------------------------------
 
     fn reset_connection(&mut self) {
+        // A QoS 2 message cut off before its end was not delivered: its id is free again,
+        // so the broker's re-send is delivered.
+        if let Rx::PubPayload { msg: Some(_), qos: QoS::ExactlyOnce, pid, .. } = self.rx {
+            self.qos2_release(pid);
+        }
+        self.rx_blocked = false;
         self.rx = Rx::Header;
         self.rx_hdr = FixedHeaderParser::new();
         self.rx_buf.clear();
@@ -1079,8 +1104,12 @@ impl<H: Request, Q: Queue<Entry<H>>, M> Engine<H, Q, M> {
     }
 
     /// Feeds received bytes (any split). Returns how many bytes were consumed: fewer than
-    /// `data.len()` only when the event queue or the acknowledgement queue is full; the
-    /// binding then drains `poll_event`/`poll_transmit` and feeds the rest again. A protocol
+    /// `data.len()` only when the event queue or the acknowledgement queue is full (the
+    /// binding then drains `poll_event`/`poll_transmit` and feeds the rest again), or when a
+    /// QoS 2 PUBLISH with a new packet id finds the inbound id store full: the engine then
+    /// keeps its header and takes nothing more until the store has room
+    /// ([`Engine::is_receive_blocked`]); other packets, a PUBREL included, are never held
+    /// back by a full store, only by their place in the stream. A protocol
     /// violation drops the connection (`Connect { rc: -1, reason: Protocol }`,
     /// `Action::CloseTransport`, retry scheduled) and consumes everything. Bytes arriving
     /// while no connection is up are discarded (all consumed).
@@ -1158,8 +1187,11 @@ impl<H: Request, Q: Queue<Entry<H>>, M> Engine<H, Q, M> {
                     }
                     let have = self.rx_buf.len();
                     if have >= need {
-                        self.rx = Rx::Header;
                         self.publish_header(flags, qos, rem, inbox)?;
+                        if used == 0 && !self.rx_blocked {
+                            // a held PUBLISH goes on: its payload follows in `data`
+                            return self.rx_step(now, data, inbox);
+                        }
                         return Ok(used);
                     }
                     let avail = data.get(used..).unwrap_or(&[]);
@@ -1237,6 +1269,8 @@ impl<H: Request, Q: Queue<Entry<H>>, M> Engine<H, Q, M> {
         }
     }
 
+    /// The variable header of a PUBLISH is in `rx_buf`: start its payload, or stay in
+    /// `Rx::PubHead` (blocked) when a new QoS 2 id finds no room in the id store.
     fn publish_header<I: Inbox<Msg = M>>(&mut self, flags: u8, qos: QoS, rem: usize, inbox: &mut I) -> Result<(), LostReason> {
         let buf = self.rx_buf.as_slice();
         let tlen = match buf {
@@ -1260,10 +1294,27 @@ impl<H: Request, Q: Queue<Entry<H>>, M> Engine<H, Q, M> {
         let head = 2 + tlen + if qos == QoS::AtMostOnce { 0 } else { 2 };
         let len = rem.checked_sub(head).ok_or(LostReason::Protocol)?;
         let duplicate = qos == QoS::ExactlyOnce && self.qos2_seen(pid);
+        if qos == QoS::ExactlyOnce && !duplicate {
+            // The id is held from now on; a message that does not arrive whole releases
+            // it again (`reset_connection`, or below when the inbox cannot allocate).
+            if self.inbound_qos2.push_back(pid).is_err() {
+                self.rx_blocked = true;
+                return Ok(());
+            }
+        }
+        self.rx_blocked = false;
         let msg = if duplicate {
             None
         } else {
-            Some(inbox.begin(topic, len).ok_or(LostReason::OutOfMemory)?)
+            match inbox.begin(topic, len) {
+                Some(m) => Some(m),
+                None => {
+                    if qos == QoS::ExactlyOnce {
+                        self.qos2_release(pid);
+                    }
+                    return Err(LostReason::OutOfMemory);
+                }
+            }
         };
         self.rx = Rx::PubPayload {
             msg,
@@ -1292,9 +1343,6 @@ impl<H: Request, Q: Queue<Entry<H>>, M> Engine<H, Q, M> {
         } = rx
         {
             if let Some(msg) = msg {
-                if qos == QoS::ExactlyOnce {
-                    self.qos2_set(pid, true);
-                }
                 self.push_event(Event::Message {
                     msg,
                     qos,
@@ -1316,22 +1364,42 @@ impl<H: Request, Q: Queue<Entry<H>>, M> Engine<H, Q, M> {
         let _ = self.acks.push_back((t, id));
     }
 
-    fn qos2_seen(&self, pid: u16) -> bool {
-        let w = usize::from(pid >> 5);
-        self.inbound_qos2
-            .get(w)
-            .is_some_and(|x| x & (1u32 << (pid & 31)) != 0)
+    fn qos2_find(&self, pid: u16) -> Option<usize> {
+        (0..self.inbound_qos2.len()).find(|&i| self.inbound_qos2.get(i) == Some(&pid))
     }
 
-    fn qos2_set(&mut self, pid: u16, on: bool) {
-        let w = usize::from(pid >> 5);
-        if let Some(x) = self.inbound_qos2.get_mut(w) {
-            if on {
-                *x |= 1u32 << (pid & 31);
-            } else {
-                *x &= !(1u32 << (pid & 31));
-            }
+    fn qos2_seen(&self, pid: u16) -> bool {
+        self.qos2_find(pid).is_some()
+    }
+
+    fn qos2_release(&mut self, pid: u16) {
+        if let Some(i) = self.qos2_find(pid) {
+            self.inbound_qos2.remove(i);
         }
+    }
+
+    fn qos2_clear(&mut self) {
+        while let Some(last) = self.inbound_qos2.len().checked_sub(1) {
+            self.inbound_qos2.remove(last);
+        }
+    }
+
+    /// Inbound QoS 2 ids received and not yet released by PUBREL.
+    pub fn inbound_qos2_held(&self) -> usize {
+        self.inbound_qos2.len()
+    }
+
+    /// The store of inbound QoS 2 ids (e.g. for the binding to trim its storage).
+    pub fn inbound_ids_mut(&mut self) -> &mut P {
+        &mut self.inbound_qos2
+    }
+
+    /// A new QoS 2 PUBLISH waits for room in the inbound id store: `handle_bytes` takes
+    /// nothing more until a call finds room (the store could grow). The PUBRELs that would
+    /// free ids come after that PUBLISH in the stream, so with a store that cannot grow
+    /// the wait ends with the connection (keep-alive), and the session resumes.
+    pub fn is_receive_blocked(&self) -> bool {
+        self.rx_blocked
     }
 
     fn find_entry(&self, pid: u16, pred: impl Fn(&Entry<H>) -> bool) -> Option<usize> {
@@ -1404,7 +1472,7 @@ impl<H: Request, Q: Queue<Entry<H>>, M> Engine<H, Q, M> {
                 }
             }
             In::PubRel(id) => {
-                self.qos2_set(id, false);
+                self.qos2_release(id);
                 self.push_ack(codec::PUBCOMP, id);
             }
             In::PubComp(id) => {
@@ -1467,7 +1535,7 @@ impl<H: Request, Q: Queue<Entry<H>>, M> Engine<H, Q, M> {
                 self.resend_from = 0;
                 if !session_present {
                     // The broker has no session: its QoS 2 ids are not pending any more.
-                    self.inbound_qos2 = [0; 2048];
+                    self.qos2_clear();
                 }
                 self.push_event(Event::Connect {
                     rc: rc::OK,

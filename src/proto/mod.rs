@@ -13,13 +13,17 @@
 //!
 //! ## Deviations from the API brief (for the binding author)
 //!
-//! 1. **`Engine<H, Q, M>`** has a third parameter `M`, the binding's incoming-message type
+//! 1. **`Engine<H, Q, M, P>`** has a third parameter `M`, the binding's incoming-message type
 //!    (`Inbox::Msg`); events are `Event<M>` and are read with `poll_event()`. The impl only
-//!    requires `H: Request` (no `Clone`).
+//!    requires `H: Request` (no `Clone`). The fourth, `P: Queue<u16>`, stores the inbound
+//!    QoS 2 packet ids (default [`engine::InboundIds`], an inline table of 32;
+//!    `Engine::with_inbound_ids` takes a growable one).
 //! 2. **`handle_bytes<I: Inbox<Msg = M>>(&mut self, now, data, inbox) -> usize`** returns
 //!    the number of bytes consumed. It consumes less than `data.len()` only when the
 //!    engine's event queue (16) or acknowledgement queue (16) is full: drain `poll_event()`
-//!    and `poll_transmit()`, then feed the unconsumed rest again. On a protocol violation it
+//!    and `poll_transmit()`, then feed the unconsumed rest again; or when a QoS 2 PUBLISH
+//!    with a new id finds the id store full (`is_receive_blocked()`): feed the rest again
+//!    once the store may have room. On a protocol violation it
 //!    consumes everything (the rest belongs to a dead connection). Bytes arriving while no
 //!    connection is up are discarded (reported consumed).
 //! 3. **`handle_transport_up(now, params, sink)`** takes the sink and writes CONNECT at once
@@ -46,7 +50,8 @@
 //! 9. Additions: `Engine::set_config()` (added by the binding side), `inflight_count()`,
 //!    `buffered_count()`, `Entry` accessors
 //!    (`handle()`, `handle_mut()`, `kind()`, `mid()`, `packet_id()`, `state()`),
-//!    [`validate_connect_params`], constants `MAX_SUBSCRIBE_FILTERS` (16),
+//!    [`validate_connect_params`], `with_inbound_ids()`, `is_receive_blocked()`,
+//!    `inbound_qos2_held()`, `inbound_ids_mut()`, constants `MAX_SUBSCRIBE_FILTERS` (16),
 //!    `MAX_INCOMING_TOPIC_LEN` (256), `EVENT_CAPACITY`, `ACK_CAPACITY`, `RETRY_SCHEDULE_MS`.
 //!    `QoS`, `ConnectParams`, `Will` and `Sink` are defined in `codec` and re-exported here
 //!    and from `engine`.
@@ -104,9 +109,21 @@
 //!   losses and `disconnect()`. After CONNACK, entries written on an earlier connection are
 //!   re-sent first, in queue order: PUBLISH with DUP and the same id, PUBREL for PUBREC'd
 //!   QoS 2, and SUBSCRIBE/UNSUBSCRIBE still unacknowledged (same id). Then new requests.
-//! - **Inbound QoS 2**: a 65536-bit set (8 KiB) holds ids from PUBLISH to PUBREL; a
-//!   PUBLISH with a held id is acknowledged (PUBREC) but not delivered again. A CONNACK
-//!   with session-present 0 clears the set (the broker forgot its side). PUBREL for an
+//! - **Inbound QoS 2**: the id store `P` holds exactly the ids between PUBLISH and PUBREL
+//!   (2 bytes each, searched linearly: it holds what the broker has in flight, typically a
+//!   few dozen at most); a PUBLISH with a held id is acknowledged (PUBREC) but not
+//!   delivered again. An id is stored when the PUBLISH's variable header is in, and
+//!   released again if the message is cut off before its end (it was not delivered, so
+//!   the broker's re-send must be). When `P::push_back` fails (the store is full), the
+//!   engine keeps that PUBLISH's header and takes no more bytes until a later
+//!   `handle_bytes` finds room: TCP back-pressure, nothing dropped or failed. Only a new
+//!   QoS 2 PUBLISH waits; a PUBREL, a re-sent held id or any other packet ahead of it is
+//!   read. Note that the broker's PUBRELs for the held ids come after the waiting PUBLISH
+//!   in the stream, so with a store that cannot grow the wait ends only when the
+//!   connection does (keep-alive) and the session resumes: size a fixed store to at
+//!   least the broker's in-flight window (mosquitto's `max_inflight_messages`: 20 by
+//!   default), or give a growable one (the binding's grows on the GC heap). A CONNACK
+//!   with session-present 0 clears the store (the broker forgot its side). PUBREL for an
 //!   unknown id is answered with PUBCOMP. Unknown PUBACK/PUBCOMP/SUBACK/UNSUBACK are
 //!   ignored; an unknown PUBREC is answered with PUBREL (clears the broker's state). A
 //!   SUBACK whose code count differs from the request's filter count is a protocol error.
@@ -121,11 +138,10 @@
 //! - **Protocol errors** (malformed packet, reserved flags, bad UTF-8, wildcard in a topic,
 //!   packet a client never receives, anything before CONNACK, a second CONNACK): the
 //!   connection is lost (`Protocol`), `Action::CloseTransport`, retry scheduled.
-//! - **Memory**: `Engine` holds the 8 KiB inbound set, the 260-byte receive buffer, 16
-//!   events and 16 pending acks: 9712 bytes on x86-64 for
-//!   `Engine<H, heapless::Vec<Entry<H>, 0>, M>` with a 48-byte `M` (test `engine_size`),
-//!   plus the binding's queue storage (one `Entry<H>` per request: 88 bytes there with a
-//!   72-byte `H`; less on a 32-bit target).
+//! - **Memory**: `Engine` holds the 260-byte topic buffer, 16 events and 16 pending acks,
+//!   plus its id store `P` and queue `Q`: about 1.2 KiB on x86-64 with the binding's
+//!   2-word `M` and growable `P` and `Q` (measured by `make size`), plus the binding's
+//!   queue storage (one `Entry<H>` per request: 32 bytes with the binding's 2-word `H`).
 //! - Nothing here panics: all network and caller data is read with `get()`, checked
 //!   arithmetic and error values.
 
@@ -133,7 +149,8 @@ pub mod codec;
 pub mod engine;
 pub mod rc;
 pub mod url;
-// WebSocket framing (written by another engineer; declared here so it is built and tested).
+// WebSocket framing (cargo feature `websocket`, on by default).
+#[cfg(feature = "websocket")]
 pub mod ws;
 
 pub use codec::{validate_topic_filter, validate_topic_name, ConnectParams, QoS, Sink, Will};

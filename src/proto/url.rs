@@ -117,7 +117,8 @@ fn parse_port(s: &str) -> Result<u16, UrlError> {
 
 /// Parses `scheme://host[:port][/path]`.
 pub fn parse(url: &str) -> Result<BrokerUrl<'_>, UrlError> {
-    let sep = url.find("://").ok_or(UrlError::BadScheme)?;
+    // a byte search: `str::find` with a `&str` pattern pulls in the two-way searcher
+    let sep = url.as_bytes().windows(3).position(|w| w == b"://").ok_or(UrlError::BadScheme)?;
     let scheme_name = url.get(..sep).ok_or(UrlError::BadScheme)?;
     let scheme = Scheme::from_name(scheme_name).ok_or(UrlError::BadScheme)?;
     let rest = url.get(sep + 3..).ok_or(UrlError::Malformed("no host"))?;
