@@ -86,12 +86,15 @@ for qos in (0, 1, 2):
 
 # Heap per received message: the client receives its own messages; the
 # collector is off while RX messages come in, and mem_alloc() counts what
-# they took (publish() itself allocates nothing).
+# they took (publish() itself allocates nothing). Each round starts after a
+# quiet 1.5 s, once the client has given back the buffers of the previous
+# burst (it does so a second after one).
 c.subscribe(("bench/rx", 0))
 wait(lambda: state["subs"])
 for qos in (0, 1, 2):
     state["rx"] = 0
     state["done"] = 0
+    time.sleep_ms(1500)
     gc.collect()
     gc.disable()
     a = gc.mem_alloc()
