@@ -177,7 +177,7 @@ SIZE_NOMOD := $(BUILD)/size/unix-nomod
 SIZE_PAIRS ?= host:$(FIRMWARE):$(SIZE_NOMOD)/micropython \
 	device:$(BUILD)/device/firmware.elf:$(BUILD)/device-stock/firmware.elf
 SIZE_CORES ?= host:$(PORT_BUILD)/mqtt_core/mqtt_core.o device:$(BUILD)/device/mqtt_core/mqtt_core.o
-SIZE_RUNS ?= host:$(FIRMWARE)
+SIZE_RUNS ?= host:$(FIRMWARE) device:$(BUILD)/device/firmware.elf
 .PHONY: size
 size: firmware device device-stock
 	@$(MAKE) --no-print-directory -C $(MICROPY_DIR)/ports/unix VARIANT_DIR=$(VARIANT_DIR) \
