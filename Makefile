@@ -84,12 +84,15 @@ test-e2e: firmware venv
 # firmware without the module, for size comparisons.
 DEVICE_DIR := $(TOP)/micropython/boards/MPS2_AN385
 DEVICE_BUILD := $(BUILD)/device
+# lwIP, the device's TCP/IP stack (Debian's source package, fetched).
+LWIP_DIR := $(TOP)/micropython/lwip
 DEVICE_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm rustc-web rust-web-src
-DEVICE_MAKE = $(MAKE) --no-print-directory -C $(DEVICE_DIR) MICROPY_TOP=$(MICROPY_DIR) -j$(JOBS)
+DEVICE_MAKE = $(MAKE) --no-print-directory -C $(DEVICE_DIR) MICROPY_TOP=$(MICROPY_DIR) LWIP_TOP=$(LWIP_DIR) -j$(JOBS)
 
-.PHONY: device device-stock device-deps test-device test-cross
+.PHONY: device device-stock device-deps test-device test-cross bench-device
 device-deps:
 	@tools/ensure-packages.sh $(DEVICE_PACKAGES)
+	@tools/fetch-source.sh lwip $(LWIP_DIR) $(TOP)/micropython/download
 
 device: fetch device-deps
 	@$(DEVICE_MAKE) BUILD=$(DEVICE_BUILD) USER_C_MODULES=$(TOP)/mpy_module
@@ -98,13 +101,18 @@ device: fetch device-deps
 device-stock: fetch device-deps
 	@$(DEVICE_MAKE) BUILD=$(BUILD)/device-stock
 
-# The end-to-end files that need no network, run on the device firmware under
-# qemu (tests/e2e/conftest.py: MQTT_TARGET=device).
-DEVICE_SUITES := tests/e2e/test_module_surface.py tests/e2e/test_api_errors.py \
-	tests/e2e/test_loopback_peer.py tests/e2e/test_device_runner.py
+# The end-to-end suite on the device firmware under qemu (tests/e2e/conftest.py:
+# MQTT_TARGET=device): the same scripts as on the host, against mosquitto on
+# loopback through tools/device-run --forward; only the terminal REPL tests
+# and host-only ones (marked host_only) are skipped.
+DEVICE_SUITES := tests/e2e
 test-device: device venv
 	@echo "== device firmware (qemu): $(DEVICE_SUITES)"
 	@MQTT_TARGET=device $(PYTEST) -q $(DEVICE_SUITES)
+
+# The device's figures under emulation (docs/performance.md).
+bench-device: device
+	@tools/bench/device.py
 
 # The core for Cortex-M4F/M7 as well, so that a target-specific break shows
 # up (the protocol core only: the binding needs a port's headers).
@@ -123,7 +131,7 @@ clean:
 	rm -rf $(BUILD) target
 
 distclean: clean
-	rm -rf micropython/src micropython/mbedtls micropython/download $(VENV)
+	rm -rf micropython/src micropython/mbedtls micropython/lwip micropython/download $(VENV)
 
 # Fuzzing (cargo-fuzz + libFuzzer on the stable toolchain via RUSTC_BOOTSTRAP).
 # `make test` runs a bounded smoke run of every target; `make fuzz` a long one.
@@ -169,7 +177,7 @@ SIZE_NOMOD := $(BUILD)/size/unix-nomod
 SIZE_PAIRS ?= host:$(FIRMWARE):$(SIZE_NOMOD)/micropython \
 	device:$(BUILD)/device/firmware.elf:$(BUILD)/device-stock/firmware.elf
 SIZE_CORES ?= host:$(PORT_BUILD)/mqtt_core/mqtt_core.o device:$(BUILD)/device/mqtt_core/mqtt_core.o
-SIZE_RUNS ?= host:$(FIRMWARE)
+SIZE_RUNS ?= host:$(FIRMWARE) device:$(BUILD)/device/firmware.elf
 .PHONY: size
 size: firmware device device-stock
 	@$(MAKE) --no-print-directory -C $(MICROPY_DIR)/ports/unix VARIANT_DIR=$(VARIANT_DIR) \

@@ -3,8 +3,8 @@
 #
 #   tools/fetch-source.sh PACKAGE DEST [WORK]
 #
-# PACKAGE is one of the pins below: MicroPython (the firmware) and mbedtls (the
-# TLS library compiled into it). The sha256 of the upstream tarball and of
+# PACKAGE is one of the pins below: MicroPython (the firmware), mbedtls (the
+# TLS library compiled into it) and lwIP (the device firmware's TCP/IP stack). The sha256 of the upstream tarball and of
 # Debian's packaging are checked before anything is unpacked. The project's own
 # patches for PACKAGE, tools/patches/PACKAGE/*.patch (each says why it is
 # needed), are applied after Debian's. Uses a private
@@ -35,6 +35,13 @@ mbedtls)
     ORIG_SHA256=8fb65fae8dcae5840f793c0a334860a411f884cc537ea290ce1c52bb64ca007a
     DEBIAN=mbedtls_3.6.6-0.1~deb13u1.debian.tar.xz
     DEBIAN_SHA256=210466c522eeebc85cf2f76bd5aef935b4ebac465559cc0a84f9e73a8ed6601c
+    ;;
+lwip)
+    VERSION=2.2.1+dfsg1-1+deb13u1
+    ORIG=lwip_2.2.1+dfsg1.orig.tar.xz
+    ORIG_SHA256=83729c274c499d3348e9fbbe043a3113f3fa8953e7efddc7c21c7fcbb1f2b7b1
+    DEBIAN=lwip_2.2.1+dfsg1-1+deb13u1.debian.tar.xz
+    DEBIAN_SHA256=faa343b3c76d69080240ae1323932b7348fa1d0042f6ad29bd286246660720a9
     ;;
 *)
     echo "fetch-source: no pin for package '$PKG'" >&2

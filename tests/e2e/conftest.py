@@ -42,15 +42,38 @@ TARGET = os.environ.get("MQTT_TARGET", "host")
 DEVICE_RUN = REPO / "tools" / "device-run"
 DEVICE_FIRMWARE = os.environ.get("MQTT_DEVICE_FIRMWARE") or str(REPO / "build" / "device" / "firmware.elf")
 ON_DEVICE = TARGET == "device"
-# Fixtures the device firmware cannot serve yet: it has no network stack.
-HOST_ONLY_FIXTURES = {"broker", "auth_broker", "peer", "make_peer", "fake_broker", "repl"}
+# Fixtures the device firmware cannot serve: a REPL on a terminal.
+HOST_ONLY_FIXTURES = {"repl"}
+# Where the device reaches the host's forwarded loopback ports
+# (tools/device-run --forward).
+DEVICE_GUEST_HOST = "10.0.2.100"
+LOOPBACK_ADDR = re.compile(r"127\.0\.0\.1:(\d+)")
 
 
-def firmware_command(script_path):
-    """The command that runs a script file on the firmware under test."""
+def device_vars(vars):
+    """The script variables as the device sees them, and the ports to forward.
+
+    Every "127.0.0.1:PORT" in a string variable (the brokers' URLs) becomes
+    the guest address of the forwarded port, so that the same script runs on
+    both firmwares."""
+    ports = []
+    out = {}
+    for k, v in (vars or {}).items():
+        if isinstance(v, str):
+            ports += [int(p) for p in LOOPBACK_ADDR.findall(v)]
+            v = LOOPBACK_ADDR.sub(DEVICE_GUEST_HOST + r":\1", v)
+        out[k] = v
+    return out, sorted(set(ports))
+
+
+def firmware_command(script_path, forward=()):
+    """The command that runs a script file on the firmware under test; on the
+    device, `forward` lists the host's loopback ports the guest may reach."""
     if ON_DEVICE:
-        return [sys.executable, str(DEVICE_RUN), "--firmware", DEVICE_FIRMWARE, "--timeout", "300",
-                str(script_path)]
+        cmd = [sys.executable, str(DEVICE_RUN), "--firmware", DEVICE_FIRMWARE, "--timeout", "300"]
+        for port in forward:
+            cmd += ["--forward", str(port)]
+        return cmd + [str(script_path)]
     return [FIRMWARE, str(script_path)]
 
 
@@ -320,8 +343,11 @@ class _Runner:
         return e
 
     def spawn(self, script, vars=None, env=None):
+        forward = ()
+        if ON_DEVICE:
+            vars, forward = device_vars(vars)
         path = self._write(script, vars)
-        p = FwProc(firmware_command(path), env=self._env(env))
+        p = FwProc(firmware_command(path, forward), env=self._env(env))
         self.procs.append(p)
         return p
 

@@ -7,6 +7,8 @@ import time
 
 import pytest
 
+from conftest import ON_DEVICE
+
 
 def test_script_returns_after_connect_keeps_receiving(spawn_fw, broker, peer):
     p = spawn_fw("""
@@ -90,6 +92,8 @@ c.disconnect()
 @pytest.mark.parametrize("mode", ["sleep", "sleep_ms", "sleep_us", "asyncio", "select", "compute"])
 def test_progress_during_one_blocking_call(run_fw, broker, mode):
     """connect -> subscribe -> publish -> receive, all inside one sleep / busy loop."""
+    if mode == "asyncio" and ON_DEVICE:
+        pytest.skip("the device firmware has no asyncio (no frozen modules)")
     rc, out, err = run_fw(ROUND_TRIP, vars={"URL": broker.url, "MODE": mode})
     assert rc == 0, out + err
     assert "KINDS ['connect', 'suback', 'message']" in out, out + err
@@ -214,6 +218,7 @@ print('COUNT', count[0], 'DISC', 'disc' in state)
     assert [x[1] for x in peer.wait_messages(1, 5, "gc/back")] == [b"done"]
 
 
+@pytest.mark.host_only  # SIGINT to the host process; the device's Ctrl-C comes over its UART
 def test_ctrl_c_keeps_active_client_then_second_ends(spawn_fw, broker, peer):
     """Documented: Ctrl-C (SIGINT) raises KeyboardInterrupt in the sleeping script; the
     firmware keeps running (and receiving) while the client is active; a second Ctrl-C

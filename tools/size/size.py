@@ -104,9 +104,19 @@ class Broker:
         self.proc.wait(5)
 
 
+DEVICE_RUN = HERE.parent / "device-run"
+GUEST_HOST = "10.0.2.100"
+
+
 def run_heap(firmware, url, ca):
-    r = subprocess.run([firmware, str(HERE / "heap.py"), url, ca or "-"], capture_output=True, text=True,
-                       timeout=120)
+    if firmware.endswith(".elf"):
+        # the device firmware under qemu: the broker's port forwarded to the guest
+        port = url.rsplit(":", 1)[1]
+        cmd = [sys.executable, str(DEVICE_RUN), "--firmware", firmware, "--timeout", "120",
+               "--forward", port, str(HERE / "heap.py"), url.replace("localhost", GUEST_HOST), ca or "-"]
+    else:
+        cmd = [firmware, str(HERE / "heap.py"), url, ca or "-"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=150)
     for line in r.stdout.splitlines():
         if line.startswith("HEAP "):
             return json.loads(line[5:])
@@ -150,6 +160,10 @@ def main():
                 for spec in a.run:
                     name, fw = spec.split(":", 1)
                     ca = "%s/ca.pem" % d
+                    if fw.endswith(".elf"):
+                        # the device firmware has neither TLS nor WebSocket
+                        res["heap"][name] = {"plain": run_heap(fw, broker.url("tcp"), None)}
+                        continue
                     res["heap"][name] = {
                         "plain": run_heap(fw, broker.url("tcp"), None),
                         "tls": run_heap(fw, broker.url("tls"), ca),
@@ -188,7 +202,7 @@ def main():
         for label, kind, key in rows:
             vals = []
             for n in names:
-                v = res["heap"][n][kind].get(key)
+                v = res["heap"][n].get(kind, {}).get(key)
                 vals.append("%g" % v if v is not None else "")
             lines.append("| %s | %s |" % (label, " | ".join(vals)))
     text = "\n".join(lines) + "\n"

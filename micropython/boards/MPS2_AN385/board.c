@@ -27,6 +27,14 @@ static uint64_t mqtt_c_ticks_ms(void) {
 }
 #endif
 
+#if !MICROPY_PY_LWIP
+// The same board without a network.
+#define board_net_poll() (void)0
+#define board_net_schedule() (void)0
+#define board_net_pending() false
+#define board_net_next_timeout_ms() UINT32_MAX
+#endif
+
 /******************************************************************************/
 // Interrupt control
 
@@ -56,9 +64,10 @@ static volatile uint32_t board_seconds;
 void Timer0_Handler(void) {
     BOARD_TIMER0->INTSTATUS = 1;
     board_seconds++;
-    // Deadlines (keep-alive, retries) while a script computes: the VM runs
-    // the scheduled pump at its next branch.
+    // Deadlines (keep-alive, retries) and lwIP's timers while a script
+    // computes: the VM runs the scheduled work at its next branch.
     mqtt_poll_isr();
+    board_net_schedule();
 }
 
 // Seconds since boot and the ticks of the current second, read consistently.
@@ -100,8 +109,14 @@ uint64_t mp_hal_time_ns(void) {
     return (uint64_t)s * 1000000000u + (uint64_t)sub * (1000000000u / TICKS_PER_S);
 }
 
+// Sleeps of a millisecond or more run the event loop like the millisecond
+// sleeps (callbacks run during time.sleep_us() too); the rest is a busy wait.
 void mp_hal_delay_us(mp_uint_t us) {
     mp_uint_t start = mp_hal_ticks_us();
+    mp_uint_t elapsed;
+    while ((elapsed = mp_hal_ticks_us() - start) + 1000u <= us) {
+        mp_event_wait_ms((us - elapsed) / 1000u);
+    }
     while (mp_hal_ticks_us() - start < us) {
     }
 }
@@ -139,17 +154,24 @@ static void board_alarm(uint32_t ms) {
 
 static bool board_rx_ready(void);
 
-// MICROPY_INTERNAL_EVENT_HOOK: port-level work that never blocks.
+// MICROPY_INTERNAL_EVENT_HOOK: port-level work that never blocks. Received
+// frames go into lwIP first, so that the clients see their sockets ready.
 void board_event_hook(void) {
+    board_net_poll();
     mqtt_poll();
 }
 
-// MICROPY_INTERNAL_WFE: sleep until an interrupt, the timeout (ms, or
-// (mp_uint_t)-1 for none) or the next mqtt deadline, whichever comes first.
+// MICROPY_INTERNAL_WFE: sleep until an interrupt (a received frame, a
+// console byte, a timer), the timeout (ms, or (mp_uint_t)-1 for none), the
+// next mqtt deadline or lwIP's next timer, whichever comes first.
 void board_wait_for_event(mp_uint_t timeout_ms) {
     uint64_t now = mqtt_c_ticks_ms();
     uint64_t deadline = mqtt_next_deadline_ms();
     uint64_t wait = timeout_ms == (mp_uint_t)-1 ? UINT64_MAX : timeout_ms;
+    uint32_t net_wait = board_net_next_timeout_ms();
+    if (net_wait != UINT32_MAX) {
+        wait = MIN(wait, net_wait);
+    }
     if (deadline != UINT64_MAX) {
         wait = deadline <= now ? 0 : MIN(wait, deadline - now);
     }
@@ -163,7 +185,7 @@ void board_wait_for_event(mp_uint_t timeout_ms) {
     // served once they are unmasked. No wake-up is lost between the check and
     // the sleep.
     mp_uint_t state = board_disable_irq();
-    if (MP_STATE_VM(sched_state) != MP_SCHED_PENDING && !board_rx_ready()) {
+    if (MP_STATE_VM(sched_state) != MP_SCHED_PENDING && !board_rx_ready() && !board_net_pending()) {
         __asm volatile ("wfi");
     }
     board_enable_irq(state);
@@ -330,4 +352,8 @@ void board_init(void) {
     BOARD_TIMER1->CTRL = 0;
     BOARD_TIMER1->INTSTATUS = 1;
     board_nvic_enable(BOARD_IRQ_TIMER1);
+
+    #if MICROPY_PY_LWIP
+    board_net_init();
+    #endif
 }

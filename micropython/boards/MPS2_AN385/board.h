@@ -2,6 +2,7 @@
 #ifndef DL7450_BOARD_H
 #define DL7450_BOARD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -40,6 +41,7 @@ typedef struct {
 #define BOARD_IRQ_UART0_RX (0)
 #define BOARD_IRQ_TIMER0 (8)
 #define BOARD_IRQ_TIMER1 (9)
+#define BOARD_IRQ_ETH (13)
 
 #define BOARD_NVIC_ISER ((volatile uint32_t *)0xe000e100)
 
@@ -47,5 +49,12 @@ void board_init(void);
 size_t board_cmdline(char *buf, size_t len);
 int board_read_host_file(const char *path, char **data, size_t *len);
 void board_exit(int status) __attribute__((noreturn));
+
+// The network (board_eth.c): the LAN9118 under lwIP.
+void board_net_init(void);
+void board_net_poll(void);
+void board_net_schedule(void);
+bool board_net_pending(void);
+uint32_t board_net_next_timeout_ms(void);
 
 #endif // DL7450_BOARD_H

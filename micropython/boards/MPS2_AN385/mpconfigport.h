@@ -22,7 +22,7 @@
 #define MICROPY_PY_SYS_PLATFORM             "dl7450"
 #define MICROPY_PY_SYS_STDIO_BUFFER         (0)
 #define MICROPY_PY_SYS_ATEXIT               (1)
-#define MICROPY_PY_SELECT                   (0)
+#define MICROPY_PY_SELECT                   (1)
 #define MICROPY_PY_ASYNCIO                  (0)
 #define MICROPY_PY_MACHINE                  (1)
 #define MICROPY_PY_MACHINE_INCLUDEFILE      "ports/qemu/modmachine.c"
@@ -31,6 +31,13 @@
 #define MICROPY_VFS                         (1)
 #define MICROPY_READER_VFS                  (1)
 #define MICROPY_PERSISTENT_CODE_LOAD        (1)
+
+// The socket module: MicroPython's extmod/modlwip.c over lwIP and the
+// board's LAN9118 driver (board_eth.c). Non-blocking sockets poll through
+// mp_event_wait_ms(), whose event hook feeds lwIP.
+#ifndef MICROPY_PY_LWIP
+#define MICROPY_PY_LWIP                     (0)
+#endif
 
 // time: ticks from the CMSDK timer, sleeps that run the event loop.
 #define MICROPY_PY_TIME                     (1)

@@ -23,6 +23,7 @@ void SysTick_Handler(void);
 void UART0_RX_Handler(void);
 void Timer0_Handler(void);
 void Timer1_Handler(void);
+void ETH_Handler(void);
 
 static void Unused_Handler(void) {
     for (;;) {
@@ -60,4 +61,7 @@ const uint32_t isr_vector[16 + BOARD_IRQ_COUNT] = {
     [16 + BOARD_IRQ_UART0_RX] = (uint32_t)&UART0_RX_Handler,
     [16 + BOARD_IRQ_TIMER0] = (uint32_t)&Timer0_Handler,
     [16 + BOARD_IRQ_TIMER1] = (uint32_t)&Timer1_Handler,
+    #if MICROPY_PY_LWIP
+    [16 + BOARD_IRQ_ETH] = (uint32_t)&ETH_Handler,
+    #endif
 };
