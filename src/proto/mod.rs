@@ -129,6 +129,7 @@
 //! - Nothing here panics: all network and caller data is read with `get()`, checked
 //!   arithmetic and error values.
 
+pub mod backoff;
 pub mod codec;
 pub mod engine;
 pub mod rc;
