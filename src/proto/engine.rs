@@ -108,9 +108,10 @@ pub struct Entry<H> {
     state: EntryState,
     /// Connection generation in which the entry's last packet was written (0: none).
     gen: u32,
-    /// Write order of that packet within its connection, and when it was written.
+    /// Write order of that packet within its connection, and when it was written (the low
+    /// 32 bits of the `Instant`: only differences below the short-lived window are used).
     seq: u32,
-    sent_at: Instant,
+    sent_at: u32,
 }
 
 impl<H> Entry<H> {
@@ -775,7 +776,8 @@ impl<H: Request, Q: Queue<Entry<H>>, M> Engine<H, Q, M> {
         }
         let (i, seq) = oldest?;
         let e = self.queue.get(i)?;
-        let recent = now.saturating_sub(e.sent_at) < backoff::short_lived_ms(self.keep_alive_ms);
+        let age = u64::from((now as u32).wrapping_sub(e.sent_at));
+        let recent = age < backoff::short_lived_ms(self.keep_alive_ms);
         (e.state == EntryState::Sent && self.acked_seq < seq && recent).then_some(i)
     }
 
@@ -1046,7 +1048,7 @@ impl<H: Request, Q: Queue<Entry<H>>, M> Engine<H, Q, M> {
                     if let Some(e) = self.queue.get_mut(i) {
                         e.gen = gen;
                         e.seq = seq;
-                        e.sent_at = now;
+                        e.sent_at = now as u32;
                     }
                     self.last_sent = now;
                     true
@@ -1112,7 +1114,7 @@ impl<H: Request, Q: Queue<Entry<H>>, M> Engine<H, Q, M> {
                                     e.state = EntryState::Sent;
                                     e.gen = gen;
                                     e.seq = seq;
-                                    e.sent_at = now;
+                                    e.sent_at = now as u32;
                                     if is_pub && !e.slot {
                                         e.slot = true;
                                         took_slot = true;

@@ -117,6 +117,7 @@ class AedesBroker:
 
     def published(self, client_id):
         """[(topic, payload bytes, qos)] of the messages `client_id` published, in the order
-        the broker took them (QoS 2: at PUBREL); payloads up to 64 bytes."""
+        aedes routed them (QoS 1 after its PUBACK, QoS 2 before its PUBREC); payloads up to
+        64 bytes."""
         return [(t, json.loads(p).encode("latin-1"), int(q)) for q, t, p in re.findall(
             r"^published: %s (\d) (\S+) (\".*\")$" % re.escape(client_id), self.log(), re.M)]

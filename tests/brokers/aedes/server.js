@@ -6,7 +6,7 @@
 // Prints "running" once it listens and one "client connected: <id>" /
 // "client disconnected: <id>" / "client error: <id> <message>" line per event, and
 // "published: <id> <qos> <topic> <payload as JSON string>" for each message a client
-// published (QoS 2: when its PUBREL has come), payloads of up to 64 bytes.
+// published, as aedes routes it (payloads of up to 64 bytes).
 const { createServer } = require('node:net')
 const { Aedes } = require('aedes')
 const { Level } = require('level')
