@@ -70,6 +70,8 @@ AEDES_DIR := $(TOP)/tests/brokers/aedes
 aedes: $(AEDES_DIR)/node_modules/.installed
 $(AEDES_DIR)/node_modules/.installed: $(AEDES_DIR)/package.json $(AEDES_DIR)/package-lock.json
 	@command -v npm >/dev/null || tools/ensure-packages.sh nodejs npm
+	@node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)' || \
+	    { echo "aedes (tests/brokers/aedes) needs Node.js >= 20; found $$(node --version)"; exit 1; }
 	cd $(AEDES_DIR) && npm ci --ignore-scripts --no-audit --no-fund
 	touch $@
 
