@@ -148,6 +148,51 @@ fn a_message_the_broker_closes_on_is_given_up_after_3_tries_and_the_next_flows()
     }
 }
 
+/// A broker that closes on a packet discards the acknowledgements it had not sent yet (a
+/// reset): the messages written before the refused one look unacknowledged too. After a
+/// loss that blamed a message the next connection writes one request at a time, so the
+/// blame falls on the refused message alone.
+#[test]
+fn messages_before_the_refused_one_whose_acks_were_lost_are_not_given_up() {
+    for qos in [QoS::AtLeastOnce, QoS::ExactlyOnce] {
+        let mut s = Sim::new(Config::default(), 11, 30);
+        s.random_splits = false;
+        s.b.close_on = Some("big".into());
+        s.e.connect(0).unwrap();
+        s.settle();
+        let before: Vec<u32> =
+            (0..5u8).map(|i| s.e.publish(0, Req::publish("ok", &[i]), qos, false).unwrap()).collect();
+        let big = s.e.publish(0, Req::publish("big", &[0; 1000]), qos, false).unwrap();
+        let after = s.e.publish(0, Req::publish("ok", b"after"), qos, false).unwrap();
+        s.settle();
+        run_until(&mut s, 120_000);
+        let done = published(&s.take_events());
+        let mut expect: Vec<(u32, i32)> = before.iter().map(|m| (*m, 0)).collect();
+        expect.push((big, rc::MESSAGE_REFUSED));
+        expect.push((after, 0));
+        let mut sorted = done.clone();
+        sorted.sort();
+        assert_eq!(sorted, expect, "{qos:?}: {done:?}");
+        // the first loss blamed the first message (its acknowledgement was lost); from the
+        // second connection on the big one is written alone, three times
+        assert_eq!(s.b.refusals, 4, "{qos:?}");
+        let all: Vec<Vec<u8>> = s.b.delivered.iter().map(|(_, p, _)| p.clone()).collect();
+        let mut got: Vec<Vec<u8>> = vec![];
+        for p in &all {
+            if !got.contains(p) {
+                got.push(p.clone());
+            }
+        }
+        if qos == QoS::ExactlyOnce {
+            assert_eq!(all, got, "QoS 2: once each");
+        }
+        let mut want: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i]).collect();
+        want.push(b"after".to_vec());
+        assert_eq!(got, want, "{qos:?}");
+        assert!(s.e.is_connected() && s.e.queue().is_empty());
+    }
+}
+
 #[test]
 fn poison_retries_is_the_number_of_tries_and_0_never_gives_up() {
     let mut s = Sim::new(Config { poison_retries: 1, ..Config::default() }, 5, 0);

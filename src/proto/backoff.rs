@@ -16,8 +16,16 @@
 //!   PINGRESP counts), and the loss came less than [`short_lived_ms`] after it was
 //!   written. When `Config::poison_retries` losses in a row blame the same request, the
 //!   client gives it up (`rc::MESSAGE_REFUSED`). A loss that blames nothing, or blames
-//!   another request, starts the count again. A PUBREL is never blamed: after PUBREC the
-//!   broker holds the QoS 2 message, and its PUBREL is re-sent until PUBCOMP.
+//!   another request, starts the count again, and so does an acknowledgement of the blamed
+//!   request. A PUBREL is never blamed: after PUBREC the broker holds the QoS 2 message,
+//!   and its PUBREL is re-sent until PUBCOMP.
+//! - **One at a time**: a broker that closes (resets) the connection on a packet may drop
+//!   the acknowledgements it had not sent yet for the packets before it, which then look
+//!   unacknowledged too. So after a loss that blamed a request, the next connection writes
+//!   one request at a time (the next only once the previous one is acknowledged): the
+//!   blame then falls on the refused packet alone, and a blamed request that was innocent
+//!   is acknowledged and cleared. Connections after a loss that blamed nothing pipeline
+//!   within the in-flight window as usual.
 
 /// Upper bound of the short-lived window (ms).
 pub const SHORT_LIVED_MAX_MS: u64 = 10_000;
@@ -67,6 +75,15 @@ impl PoisonWatch {
                 self.clear();
                 false
             }
+        }
+    }
+
+    /// The request the last loss blamed, if it has not been cleared since.
+    pub fn suspect(&self) -> Option<u32> {
+        if self.mid != 0 {
+            Some(self.mid)
+        } else {
+            None
         }
     }
 

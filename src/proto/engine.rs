@@ -360,6 +360,11 @@ pub struct Engine<H, Q, M> {
     tx_seq: u32,
     acked_seq: u32,
     ping_seq: u32,
+    /// Number of the last request written on the current connection that expects an
+    /// acknowledgement.
+    req_seq: u32,
+    /// The current connection writes one request at a time (the last loss blamed one).
+    one_at_a_time: bool,
     poison: PoisonWatch,
     _h: core::marker::PhantomData<fn() -> H>,
 }
@@ -410,6 +415,8 @@ impl<H: Request, Q: Queue<Entry<H>>, M> Engine<H, Q, M> {
             tx_seq: 0,
             acked_seq: 0,
             ping_seq: 0,
+            req_seq: 0,
+            one_at_a_time: false,
             poison: PoisonWatch::new(),
             _h: core::marker::PhantomData,
         }
@@ -788,7 +795,17 @@ impl<H: Request, Q: Queue<Entry<H>>, M> Engine<H, Q, M> {
                 self.acked_seq = self.acked_seq.max(e.seq);
             }
             self.acked_any = true;
+            if self.poison.suspect() == Some(e.mid) {
+                // the broker took it: it was not what the connection was closed on
+                self.poison.clear();
+            }
         }
+    }
+
+    /// Whether a request that expects an acknowledgement may be written now: always, except
+    /// on a connection that writes one at a time while one is outstanding.
+    fn may_write_request(&self) -> bool {
+        !self.one_at_a_time || self.req_seq <= self.acked_seq
     }
 
     /// Numbers a packet written now on this connection.
@@ -835,7 +852,9 @@ impl<H: Request, Q: Queue<Entry<H>>, M> Engine<H, Q, M> {
         self.tx_seq = 0;
         self.acked_seq = 0;
         self.ping_seq = 0;
+        self.req_seq = 0;
         self.acked_any = false;
+        self.one_at_a_time = self.poison.suspect().is_some();
         self.keep_alive_ms = u64::from(params.keep_alive_s) * 1000;
         self.state = ConnState::WaitConnack;
         match codec::encode_connect(sink, params) {
@@ -1037,7 +1056,8 @@ impl<H: Request, Q: Queue<Entry<H>>, M> Engine<H, Q, M> {
             _ => return false,
         }
         // 1. Re-sends from a previous connection, and PUBRELs.
-        if let Some(i) = self.find_resend() {
+        let may_write = self.may_write_request();
+        if let Some(i) = if may_write { self.find_resend() } else { None } {
             let res = match self.queue.get(i) {
                 Some(e) => Self::encode_entry(e, sink, true),
                 None => return false,
@@ -1045,6 +1065,7 @@ impl<H: Request, Q: Queue<Entry<H>>, M> Engine<H, Q, M> {
             return match res {
                 Ok(()) => {
                     let (gen, seq) = (self.gen, self.next_seq());
+                    self.req_seq = seq;
                     if let Some(e) = self.queue.get_mut(i) {
                         e.gen = gen;
                         e.seq = seq;
@@ -1072,7 +1093,7 @@ impl<H: Request, Q: Queue<Entry<H>>, M> Engine<H, Q, M> {
         }
         // 3. New requests, in order. Room for a completion event plus one inbound packet's
         // event plus a lifecycle event is kept.
-        if self.events_free() >= 3 {
+        if self.events_free() >= 3 && may_write {
             if let Some(i) = self.find_unsent() {
                 let (is_pub, qos, slot) = match self.queue.get(i) {
                     Some(e) => match e.kind {
@@ -1109,6 +1130,7 @@ impl<H: Request, Q: Queue<Entry<H>>, M> Engine<H, Q, M> {
                                 }
                             } else {
                                 let (gen, seq) = (self.gen, self.next_seq());
+                                self.req_seq = seq;
                                 let mut took_slot = false;
                                 if let Some(e) = self.queue.get_mut(i) {
                                     e.state = EntryState::Sent;

@@ -60,31 +60,38 @@ def test_oversized_message_given_up_after_3_tries_next_one_arrives(spawn_fw, lim
     peer = make_peer(limited_broker)
     peer.subscribe("lim/#", 1)
     p = spawn_fw(FW + """
+first = c.publish('lim/first', b'first', 1)
 big = c.publish('lim/big', b'B' * 20000, 1)
 small = c.publish('lim/small', b'small', 1)
 print('MIDS', big, small)
-wait_until(lambda: len(pubs) == 2, 30000)
+wait_until(lambda: len(pubs) == 3, 30000)
 wait_until(lambda: ms() > 20000, 30000)
-print('RESULT', pubs.get(big), pubs.get(small), c.is_connected())
+print('RESULT', pubs.get(first), pubs.get(big), pubs.get(small), c.is_connected())
 c.disconnect()
 """, vars={"URL": limited_broker.url, "CID": "dev-limit", "OPTS": {"keep_alive": 30}})
     assert p.wait(40) == 0, p.stdout + p.stderr
     out = p.stdout
-    assert "RESULT -34 0 True" in out, out
+    assert "RESULT 0 -34 0 True" in out, out
     assert "'message given up: the broker closed the connection on it each time it was sent'" in out
-    msgs = peer.wait_messages(1, 5, "lim/")
-    assert [(m[0], m[1]) for m in peer.messages("lim/")] == [("lim/small", b"small")]
+    peer.wait_messages(2, 5, "lim/")
+    got = [(m[0], m[1]) for m in peer.messages("lim/")]
+    assert sorted(set(got), key=got.index) == [("lim/first", b"first"), ("lim/small", b"small")], got
     cs = connects(out)
-    # accepted, closed on the message, three times; the fourth connection stays up
-    assert [rc for rc, _ in cs][:6] == [0, cs[1][0], 0, cs[3][0], 0, cs[5][0]], cs
-    assert all(rc in (-21, -22) for rc, _ in cs[1:6:2]), cs
     ups = [t for rc, t in cs if rc == 0]
-    assert len(ups) == 4 and len(cs) == 7, "in 20 s: %r" % cs
-    assert_gaps(ups, [1, 2, 4])
+    # every connection but the last is accepted, then closed on the big message
+    assert [rc == 0 for rc, _ in cs] == [True, False] * (len(ups) - 1) + [True], cs
+    assert all(rc in (-21, -22) for rc, _ in cs if rc != 0), cs
+    if len(ups) == 5:
+        # mosquitto reset the first connection before its PUBACK of lim/first went out:
+        # lim/first was re-sent and acknowledged on the second one, which started the
+        # schedule again; the big message was then tried on the second to the fourth
+        assert_gaps(ups, [1, 1, 2, 4])
+    else:
+        assert_gaps(ups, [1, 2, 4])
     give_up = int(re.search(r"^PUB %s -34 .* (\d+)$" % re.search(r"^MIDS (\d+)", out, re.M).group(1),
                             out, re.M).group(1))
-    assert cs[5][1] <= give_up < ups[3], "given up at the third loss, before the next connection"
-    assert [x for x in limited_broker.clients() if x == "dev-limit"] == ["dev-limit"] * 4
+    assert cs[-2][1] <= give_up < ups[-1], "given up at the third loss, before the next connection"
+    assert [x for x in limited_broker.clients() if x == "dev-limit"] == ["dev-limit"] * len(ups)
 
 
 def test_without_poison_retries_the_backoff_still_holds(spawn_fw, limited_broker):
