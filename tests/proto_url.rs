@@ -95,7 +95,7 @@ fn descriptions() {
         assert!(seen.insert(d), "distinct text for {c}");
     }
     assert_eq!(rc::description(6), "unknown error");
-    assert_eq!(rc::description(-35), "unknown error");
+    assert_eq!(rc::description(-36), "unknown error");
     assert_eq!(rc::description(i32::MIN), "unknown error");
     assert_eq!(rc::description(-12), "no more messages can be buffered");
     assert_eq!(rc::description(5), "connection refused: not authorised");
