@@ -3,6 +3,7 @@
 #   make            build/micropython (fetches MicroPython and the packages it needs)
 #   make demo       build, start a local mosquitto, run examples/workshop_app.py
 #   make test       everything: cargo test + end-to-end tests of the firmware
+#                   (against mosquitto, and a core subset against aedes too)
 #   make size       text/data/bss with and without the module, heap per client
 #   make MICROPY_DIR=/path/to/micropython   build against an existing tree
 #   make device     build/device/firmware.elf: the device firmware (Cortex-M3, qemu)
@@ -66,14 +67,27 @@ $(VENV)/.ok: tests/requirements.txt | deps
 	$(VENV)/bin/pip install -q -r tests/requirements.txt
 	touch $@
 
-test: firmware venv test-rust fuzz-smoke test-e2e test-cross test-device
+test: firmware venv aedes test-rust fuzz-smoke test-e2e test-cross test-device
+
+# aedes (Node.js), the second broker of the end-to-end tests, pinned by its
+# package-lock.json and installed with npm ci.
+AEDES_DIR := $(TOP)/tests/brokers/aedes
+.PHONY: aedes
+aedes: $(AEDES_DIR)/node_modules/.installed
+$(AEDES_DIR)/node_modules/.installed: $(AEDES_DIR)/package.json $(AEDES_DIR)/package-lock.json
+	@command -v npm >/dev/null || tools/ensure-packages.sh nodejs npm
+	@node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)' || \
+	    { echo "aedes (tests/brokers/aedes) needs Node.js >= 20; found $$(node --version)"; exit 1; }
+	cd $(AEDES_DIR) && npm ci --ignore-scripts --no-audit --no-fund
+	touch $@
 
 test-rust:
 	cargo test --quiet
 
-# Each folder in its own pytest run: their conftest modules share a name.
+# Each folder in its own pytest run: their conftest modules share a name. Tests marked
+# `brokers` in tests/e2e run against mosquitto and aedes (MQTT_BROKERS).
 E2E_SUITES := tests/e2e tests/transports tests/reliability tests/persistence tests/cmake
-test-e2e: firmware venv
+test-e2e: firmware venv aedes
 	@set -e; for suite in $(E2E_SUITES); do \
 	    echo "== $$suite"; \
 	    MQTT_FIRMWARE=$(FIRMWARE) MICROPY_DIR=$(MICROPY_DIR) $(PYTEST) -q $$suite; \
@@ -194,7 +208,7 @@ soak: firmware venv
 # The firmware with AddressSanitizer and UndefinedBehaviorSanitizer, and the
 # end-to-end suite on it.
 ASAN_BUILD := $(BUILD)/unix-asan
-test-asan: mpy-cross venv
+test-asan: mpy-cross venv aedes
 	@$(MAKE) --no-print-directory -C $(MICROPY_DIR)/ports/unix VARIANT_DIR=$(VARIANT_DIR) BUILD=$(ASAN_BUILD) MBEDTLS_DIR=$(MBEDTLS_DIR) \
 	    USER_C_MODULES=$(TOP)/mpy_module -j$(JOBS) \
 	    CFLAGS_EXTRA="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \

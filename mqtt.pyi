@@ -70,6 +70,16 @@ class _ConnectOptions(TypedDict, total=False):
     ``MqttError`` -19). While not connected every publish waits in the buffer (-12 when
     full; with 0, any publish while not connected raises -12). Connected with 0, a QoS 1/2
     publish that finds the in-flight window full raises ``MqttError`` -4."""
+    poison_retries: int
+    """Addition: connections in a row that may end right after the same QoS 1/2 message or
+    subscription is sent (broker closed or reset it, nothing sent after it acknowledged,
+    within min(keep_alive, 10 s) of sending it) before the client gives it up:
+    ``on_publish(mid, -35)``, ``on_subscribe(mid, [128, ...])``. 0..255, default 3; 0 =
+    never give up. A QoS 2 message whose PUBREC arrived is never given up."""
+    max_packet_size: Optional[int]
+    """Addition: largest PUBLISH packet in bytes (fixed header, topic, payload) that
+    ``publish()`` accepts; a larger one raises ``MqttError`` -8 at once. > 0 or None
+    (default: MQTT's own limit)."""
 
 # on_connect(rc, flags): flags is {"session_present": bool} (False unless rc == 0).
 _OnConnect = Callable[[int, Dict[str, bool]], Any]
@@ -80,7 +90,7 @@ _OnUnsubscribe = Callable[[int], Any]
 
 def ErrorDescription(errno: int) -> str:
     """Human-readable description of an MQTT error code (0, -1..-19, the connection failure
-    codes -20..-34) or a CONNACK code (1..5).
+    codes -20..-34), -35 (``on_publish``: message given up) or a CONNACK code (1..5).
 
     Any other int gives "unknown error"; a non-int raises ``TypeError``.
     """
@@ -117,7 +127,8 @@ class MqttError(Exception):
     name or address (and is otherwise valid); -31 TLS handshake rejected by the broker
     (client certificate missing or refused); -32 no trust_store and no platform CA bundle;
     -33 WebSocket upgrade refused or WebSocket protocol error; -34 TLS certificate expired
-    or not yet valid.
+    or not yet valid. ``on_publish`` rc: -35 message given up, the broker closed the
+    connection on it each time it was sent (``poison_retries``).
     """
 
     errno: int
@@ -159,8 +170,11 @@ class MqttClient:
         rc 1..5 refused by the broker (CONNACK code; permanent, no retry); rc -20..-34 (-1
         if no other code fits) an attempt failed or the connection was lost, the code says
         what (``ErrorDescription(rc)``); the client retries after 1, 2, 4, 8, 16, 32 s, then
-        every 60 s; another negative rc (-7, -8) when the connect parameters cannot be
-        encoded (no retry).
+        every 60 s. The schedule starts again (1 s) only after a connection that stayed up
+        min(keep_alive, 10 s) (10 s without keep-alive) or on which the broker acknowledged
+        a request; a broker that accepts and drops at once is retried on the schedule.
+        Another negative rc (-7, -8) when the connect parameters cannot be encoded (no
+        retry).
 
         For TLS URLs one TLS context is made here from trust_store/key_store/private_key.
 
@@ -185,9 +199,11 @@ class MqttClient:
         Raises ``TypeError`` for a malformed argument, ``MqttError`` -7 (NUL in topic),
         -12 (the message must wait and the buffer holds max_buffered messages; with
         max_buffered 0, any publish while not connected), -4 (connected, max_buffered 0,
-        QoS 1/2 and the in-flight window full), -8 (packet too large), -10 (no packet id
-        free), -2 (with ``persistence``: the QoS 1/2 message could not be stored; it is
-        not queued).
+        QoS 1/2 and the in-flight window full), -8 (packet too large for MQTT or above the
+        ``max_packet_size`` option), -10 (no packet id free), -2 (with
+        ``persistence``: the QoS 1/2 message could not be stored; it is not queued).
+        ``on_publish(mid, rc)`` follows: 0 done, -35 given up (the broker closed the
+        connection on it ``poison_retries`` times in a row).
         """
         ...
 

@@ -72,7 +72,8 @@ fn backoff_schedule_1_2_4_8_16_32_60_60_and_restart_after_success() {
     assert_eq!(s.opens.last().unwrap() - s.opens[s.opens.len() - 2], 60_000);
     assert!(s.e.is_connected());
     assert_eq!(s.take_events(), vec![connect_ev(0, None)]);
-    let t = s.now + 5_000;
+    // ... once the connection has lasted 10 s (keep-alive off): see tests/proto_backoff.rs
+    let t = s.now + 10_000;
     s.now = t;
     s.drop_link();
     s.settle();
@@ -162,6 +163,14 @@ fn ping_timeout_bound_is_configurable() {
     assert_eq!(e.poll_timeout(), Some(123_000));
 }
 
+/// Here one transfer in six kills the link, at a random byte: the same re-sent message is
+/// then often the last thing written before three losses in a row, which is what the poison
+/// rule gives a message up for. These runs check the session guarantees alone, so the rule
+/// is off; tests/proto_backoff.rs runs random cuts with it on.
+fn no_poison(config: Config) -> Config {
+    Config { poison_retries: 0, ..config }
+}
+
 fn run_with_drops(s: &mut Sim, mut each_round: impl FnMut(&mut Sim), target_drops: usize) {
     s.drop_chance = (1, 6);
     let mut rounds = 0;
@@ -215,7 +224,7 @@ fn messages(evs: &[Ev]) -> Vec<Vec<u8>> {
 
 #[test]
 fn qos2_exactly_once_both_directions_over_1000_dropped_connections() {
-    let mut s = connected_sim(Config::default(), 42, 30);
+    let mut s = connected_sim(no_poison(Config::default()), 42, 30);
     let mut next_out = 0u32;
     let mut next_in = 0u32;
     let mut mids = vec![];
@@ -252,7 +261,7 @@ fn qos2_exactly_once_both_directions_over_1000_dropped_connections() {
 
 #[test]
 fn qos1_at_least_once_both_directions_over_1000_dropped_connections() {
-    let mut s = connected_sim(Config::default(), 43, 30);
+    let mut s = connected_sim(no_poison(Config::default()), 43, 30);
     let mut next_out = 0u32;
     let mut next_in = 0u32;
     let mut mids = vec![];
@@ -289,7 +298,7 @@ fn qos1_at_least_once_both_directions_over_1000_dropped_connections() {
 
 #[test]
 fn order_preserved_across_reconnects_mixed_qos() {
-    let mut s = connected_sim(Config { max_inflight: 5, ..Config::default() }, 44, 0);
+    let mut s = connected_sim(no_poison(Config { max_inflight: 5, ..Config::default() }), 44, 0);
     let mut published: Vec<(u32, QoS)> = vec![];
     let mut i = 0u32;
     let mut rng = Rng::new(99);
@@ -749,10 +758,11 @@ fn inbound_qos_flows_and_duplicates() {
     assert_eq!(messages(&events(&mut e)), vec![b"four".to_vec()]);
     e.handle_transport_down(1011, LostReason::Closed);
     events(&mut e);
-    assert_eq!(e.poll_action(2011), Action::OpenTransport);
-    e.handle_transport_up(2011, &params(0), &mut VecSink::default());
-    e.handle_bytes(2012, &[0x20, 2, 0, 0], &mut inbox);
-    e.handle_bytes(2012, &publish_bytes(QoS::ExactlyOnce, 11, "q", b"five", false), &mut inbox);
+    // a second short connection that completed none of the client's requests: 2 s
+    assert_eq!(e.poll_action(3011), Action::OpenTransport);
+    e.handle_transport_up(3011, &params(0), &mut VecSink::default());
+    e.handle_bytes(3012, &[0x20, 2, 0, 0], &mut inbox);
+    e.handle_bytes(3012, &publish_bytes(QoS::ExactlyOnce, 11, "q", b"five", false), &mut inbox);
     let evs = events(&mut e);
     assert_eq!(messages(&evs), vec![b"five".to_vec()]);
 }

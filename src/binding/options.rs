@@ -119,6 +119,22 @@ impl Client {
                             None => return Err(ApiError::Type("max_buffered must be an int >= 0")),
                         }
                     }
+                    b"poison_retries" => {
+                        config.poison_retries = match int_value(v) {
+                            Some(n @ 0..=255) => n as u8,
+                            _ => return Err(ApiError::Type("poison_retries must be an int 0..255")),
+                        }
+                    }
+                    b"max_packet_size" => {
+                        config.max_packet_size = if is_none(v) {
+                            None
+                        } else {
+                            match int_value(v) {
+                                Some(n) if n > 0 => Some(n as usize),
+                                _ => return Err(ApiError::Type("max_packet_size must be an int > 0 or None")),
+                            }
+                        }
+                    }
                     _ => return Err(ApiError::Type("unknown connect option")),
                 }
             }

@@ -246,6 +246,9 @@ impl Client {
                 }
             }
         }
+        if self.engine.take_changes_dropped() {
+            return self.compact();
+        }
         if !any && !(durable && unsynced) {
             return Ok(());
         }

@@ -295,7 +295,15 @@ impl Client {
             let n = unsafe { mqtt_c_sock_write(self.sock, data.as_ptr(), data.len(), &mut err) };
             if n < 0 {
                 if err as u32 != MQTT_EAGAIN as u32 {
-                    self.stream_failed(now, err);
+                    // A broker that closes on a packet may have acknowledged earlier ones
+                    // first: take in what the socket still holds before the connection
+                    // counts as lost (read_some reports the loss if it meets it).
+                    if self.transport == Transport::Up {
+                        self.read_some(now);
+                    }
+                    if matches!(self.transport, Transport::Up | Transport::WsUpgrade) {
+                        self.stream_failed(now, err);
+                    }
                     return true;
                 }
                 // Plain TCP: the socket is full. TLS: the socket may be writable

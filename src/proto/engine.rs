@@ -4,6 +4,7 @@
 
 use heapless::{Deque, Vec};
 
+use super::backoff::{self, PoisonWatch};
 use super::codec::{self, check_first_byte, decode_body, Error, FilterSource, FixedHeaderParser, Packet};
 pub use super::codec::{ConnectParams, QoS, Sink, Will};
 use super::rc;
@@ -120,6 +121,10 @@ pub struct Entry<H> {
     state: EntryState,
     /// Connection generation in which the entry's last packet was written (0: none).
     gen: u32,
+    /// Write order of that packet within its connection, and when it was written (the low
+    /// 32 bits of the `Instant`: only differences below the short-lived window are used).
+    seq: u32,
+    sent_at: u32,
 }
 
 impl<H> Entry<H> {
@@ -173,6 +178,12 @@ pub struct Config {
     /// Longest wait for PINGRESP; the effective bound is min(this, keep_alive / 2) so that a
     /// dead connection is found within 1.5 × keep-alive.
     pub ping_timeout_ms: u32,
+    /// Losses in a row blamed on the same request before it is given up (see
+    /// [`super::backoff`]); 0 = never give up.
+    pub poison_retries: u8,
+    /// Largest outbound PUBLISH packet (fixed header included) `publish` accepts; a larger
+    /// one is refused with `rc::BAD_STRUCTURE`. None: only MQTT's own limit.
+    pub max_packet_size: Option<usize>,
 }
 
 impl Default for Config {
@@ -183,6 +194,8 @@ impl Default for Config {
             max_incoming_packet: 1 << 20,
             connack_timeout_ms: 10_000,
             ping_timeout_ms: 10_000,
+            poison_retries: 3,
+            max_packet_size: None,
         }
     }
 }
@@ -357,6 +370,23 @@ pub struct Engine<H, Q, M, P = InboundIds> {
     /// Whether state changes are queued for a persistent store (`set_persistence`).
     persist: bool,
     changes: Deque<Change, CHANGE_CAPACITY>,
+    /// A change found the queue full: the store must be rewritten from the engine's state.
+    changes_dropped: bool,
+    /// When the current connection got its CONNACK.
+    connected_at: Instant,
+    /// The broker acknowledged one of the queue's requests on the current connection.
+    acked_any: bool,
+    /// Write order on the current connection: last number given, highest acknowledged,
+    /// and that of the outstanding PINGREQ.
+    tx_seq: u32,
+    acked_seq: u32,
+    ping_seq: u32,
+    /// Number of the last request written on the current connection that expects an
+    /// acknowledgement.
+    req_seq: u32,
+    /// The current connection writes one request at a time (the last loss blamed one).
+    one_at_a_time: bool,
+    poison: PoisonWatch,
     _h: core::marker::PhantomData<fn() -> H>,
 }
 
@@ -412,6 +442,15 @@ impl<H: Request, Q: Queue<Entry<H>>, M, P: Queue<u16>> Engine<H, Q, M, P> {
             rx_blocked: false,
             persist: false,
             changes: Deque::new(),
+            changes_dropped: false,
+            connected_at: 0,
+            acked_any: false,
+            tx_seq: 0,
+            acked_seq: 0,
+            ping_seq: 0,
+            req_seq: 0,
+            one_at_a_time: false,
+            poison: PoisonWatch::new(),
             _h: core::marker::PhantomData,
         }
     }
@@ -569,12 +608,15 @@ impl<H: Request, Q: Queue<Entry<H>>, M, P: Queue<u16>> Engine<H, Q, M, P> {
     }
 
     /// Queues a PUBLISH. Validates the topic (-5 bad UTF-8, -7 NUL, -8 empty/wildcard/too
-    /// long, -8 packet too large); applies the window and buffer bounds (-12 buffer full,
-    /// -4 window full with `max_buffered == 0`); -10 when no packet id is free; -1 when the
-    /// queue storage is full. Returns the mid.
+    /// long, -8 packet too large for MQTT or above `Config::max_packet_size`); applies the
+    /// window and buffer bounds (-12 buffer full, -4 window full with `max_buffered == 0`);
+    /// -10 when no packet id is free; -1 when the queue storage is full. Returns the mid.
     pub fn publish(&mut self, _now: Instant, h: H, qos: QoS, retain: bool) -> Result<u32, i32> {
         codec::validate_topic_name(h.topic()).map_err(|e| e.rc())?;
-        codec::publish_len(qos, h.topic().len(), h.payload().len()).map_err(|e| e.rc())?;
+        let len = codec::publish_len(qos, h.topic().len(), h.payload().len()).map_err(|e| e.rc())?;
+        if self.config.max_packet_size.is_some_and(|max| len > max) {
+            return Err(rc::BAD_STRUCTURE);
+        }
         // While disconnected every message waits in the buffer (API.md): only
         // a connected client puts a QoS 1/2 message straight into the window.
         let slot = self.state == ConnState::Connected
@@ -601,6 +643,8 @@ impl<H: Request, Q: Queue<Entry<H>>, M, P: Queue<u16>> Engine<H, Q, M, P> {
             slot,
             state: EntryState::Queued,
             gen: 0,
+            seq: 0,
+            sent_at: 0,
         };
         self.enqueue(e)?;
         if slot {
@@ -645,6 +689,8 @@ impl<H: Request, Q: Queue<Entry<H>>, M, P: Queue<u16>> Engine<H, Q, M, P> {
             slot: false,
             state: EntryState::Queued,
             gen: 0,
+            seq: 0,
+            sent_at: 0,
         })
     }
 
@@ -715,12 +761,20 @@ impl<H: Request, Q: Queue<Entry<H>>, M, P: Queue<u16>> Engine<H, Q, M, P> {
     fn lose(&mut self, now: Instant, reason: LostReason, close: bool) {
         match self.state {
             ConnState::Opening | ConnState::WaitConnack | ConnState::Connected => {
+                let give_up = if self.state == ConnState::Connected {
+                    self.connection_ended(now, reason)
+                } else {
+                    None
+                };
                 self.reset_connection();
                 self.push_event(Event::Connect {
                     rc: rc::FAILURE,
                     session_present: false,
                     reason: Some(reason),
                 });
+                if let Some(i) = give_up {
+                    self.give_up(i, rc::MESSAGE_REFUSED);
+                }
                 self.schedule_retry(now);
                 self.close_pending = close;
             }
@@ -731,6 +785,72 @@ impl<H: Request, Q: Queue<Entry<H>>, M, P: Queue<u16>> Engine<H, Q, M, P> {
             }
             ConnState::Idle | ConnState::NeedOpen | ConnState::WaitRetry => {}
         }
+    }
+
+    /// An established connection ended: applies the backoff and poison rules of
+    /// [`super::backoff`]. Returns the index of the request to give up, if any.
+    fn connection_ended(&mut self, now: Instant, reason: LostReason) -> Option<usize> {
+        let up = now.saturating_sub(self.connected_at);
+        if backoff::restarts_schedule(up, self.keep_alive_ms, self.acked_any) {
+            self.failures = 0;
+        }
+        let by_broker = matches!(reason, LostReason::Closed | LostReason::Io);
+        let blamed = if by_broker { self.blamed_entry(now) } else { None };
+        let mid = blamed.and_then(|i| self.queue.get(i)).map(|e| e.mid);
+        // Room for this loss's Connect event and the completion; without it the request
+        // stays (its count does not go down) and is given up at the next such loss.
+        if self.poison.loss(mid, self.config.poison_retries) && self.events_free() >= 2 {
+            self.poison.clear();
+            return blamed;
+        }
+        None
+    }
+
+    /// The request a loss blames (see [`super::backoff`]): the oldest packet written on
+    /// this connection and still unacknowledged, if it is a PUBLISH, SUBSCRIBE or
+    /// UNSUBSCRIBE, nothing written after it was acknowledged, and it was written less than
+    /// the short-lived window ago.
+    fn blamed_entry(&self, now: Instant) -> Option<usize> {
+        let mut oldest: Option<(usize, u32)> = None;
+        for i in 0..self.queue.len() {
+            if let Some(e) = self.queue.get(i) {
+                let written = e.gen == self.gen && matches!(e.state, EntryState::Sent | EntryState::Released);
+                if written && oldest.is_none_or(|(_, seq)| e.seq < seq) {
+                    oldest = Some((i, e.seq));
+                }
+            }
+        }
+        let (i, seq) = oldest?;
+        let e = self.queue.get(i)?;
+        let age = u64::from((now as u32).wrapping_sub(e.sent_at));
+        let recent = age < backoff::short_lived_ms(self.keep_alive_ms);
+        (e.state == EntryState::Sent && self.acked_seq < seq && recent).then_some(i)
+    }
+
+    /// The broker acknowledged entry `i` (PUBACK, PUBREC, PUBCOMP, SUBACK, UNSUBACK).
+    fn note_ack(&mut self, i: usize) {
+        if let Some(e) = self.queue.get(i) {
+            if e.gen == self.gen {
+                self.acked_seq = self.acked_seq.max(e.seq);
+            }
+            self.acked_any = true;
+            if self.poison.suspect() == Some(e.mid) {
+                // the broker took it: it was not what the connection was closed on
+                self.poison.clear();
+            }
+        }
+    }
+
+    /// Whether a request that expects an acknowledgement may be written now: always, except
+    /// on a connection that writes one at a time while one is outstanding.
+    fn may_write_request(&self) -> bool {
+        !self.one_at_a_time || self.req_seq <= self.acked_seq
+    }
+
+    /// Numbers a packet written now on this connection.
+    fn next_seq(&mut self) -> u32 {
+        self.tx_seq = self.tx_seq.saturating_add(1);
+        self.tx_seq
     }
 
     /// Tells the binding when to open or close the transport.
@@ -768,6 +888,12 @@ impl<H: Request, Q: Queue<Entry<H>>, M, P: Queue<u16>> Engine<H, Q, M, P> {
         if self.gen == 0 {
             self.gen = 1;
         }
+        self.tx_seq = 0;
+        self.acked_seq = 0;
+        self.ping_seq = 0;
+        self.req_seq = 0;
+        self.acked_any = false;
+        self.one_at_a_time = self.poison.suspect().is_some();
         self.keep_alive_ms = u64::from(params.keep_alive_s) * 1000;
         self.state = ConnState::WaitConnack;
         match codec::encode_connect(sink, params) {
@@ -924,15 +1050,18 @@ impl<H: Request, Q: Queue<Entry<H>>, M, P: Queue<u16>> Engine<H, Q, M, P> {
 
     /// A request can no longer be encoded (its data became invalid): complete it with an error.
     fn fail_entry(&mut self, i: usize, err: Error) {
+        self.give_up(i, err.rc());
+    }
+
+    /// Removes request `i` unfinished: a publish completes with `code`, a subscribe with
+    /// 0x80 for every filter, an unsubscribe with its (only) event.
+    fn give_up(&mut self, i: usize, code: i32) {
         if let Some(e) = self.remove_entry(i) {
             if e.is_qos_publish() {
                 self.note(Change::Done { mid: e.mid });
             }
             let ev = match e.kind {
-                Kind::Publish { .. } => Event::Published {
-                    mid: e.mid,
-                    rc: err.rc(),
-                },
+                Kind::Publish { .. } => Event::Published { mid: e.mid, rc: code },
                 Kind::Subscribe => {
                     let mut granted = Vec::new();
                     for _ in 0..e.handle.filter_count().clamp(1, MAX_SUBSCRIBE_FILTERS) {
@@ -969,16 +1098,20 @@ impl<H: Request, Q: Queue<Entry<H>>, M, P: Queue<u16>> Engine<H, Q, M, P> {
             _ => return false,
         }
         // 1. Re-sends from a previous connection, and PUBRELs.
-        if let Some(i) = self.find_resend() {
+        let may_write = self.may_write_request();
+        if let Some(i) = if may_write { self.find_resend() } else { None } {
             let res = match self.queue.get(i) {
                 Some(e) => Self::encode_entry(e, sink, true),
                 None => return false,
             };
             return match res {
                 Ok(()) => {
-                    let gen = self.gen;
+                    let (gen, seq) = (self.gen, self.next_seq());
+                    self.req_seq = seq;
                     if let Some(e) = self.queue.get_mut(i) {
                         e.gen = gen;
+                        e.seq = seq;
+                        e.sent_at = now as u32;
                     }
                     self.last_sent = now;
                     true
@@ -1002,7 +1135,7 @@ impl<H: Request, Q: Queue<Entry<H>>, M, P: Queue<u16>> Engine<H, Q, M, P> {
         }
         // 3. New requests, in order. Room for a completion event plus one inbound packet's
         // event plus a lifecycle event is kept.
-        if self.events_free() >= 3 && self.changes_free() >= 1 {
+        if self.events_free() >= 3 && may_write && self.changes_free() >= 1 {
             if let Some(i) = self.find_unsent() {
                 let (is_pub, qos, slot) = match self.queue.get(i) {
                     Some(e) => match e.kind {
@@ -1038,12 +1171,15 @@ impl<H: Request, Q: Queue<Entry<H>>, M, P: Queue<u16>> Engine<H, Q, M, P> {
                                     });
                                 }
                             } else {
-                                let gen = self.gen;
+                                let (gen, seq) = (self.gen, self.next_seq());
+                                self.req_seq = seq;
                                 let mut took_slot = false;
                                 let mut sent_mid = None;
                                 if let Some(e) = self.queue.get_mut(i) {
                                     e.state = EntryState::Sent;
                                     e.gen = gen;
+                                    e.seq = seq;
+                                    e.sent_at = now as u32;
                                     if is_pub && !e.slot {
                                         e.slot = true;
                                         took_slot = true;
@@ -1079,6 +1215,7 @@ impl<H: Request, Q: Queue<Entry<H>>, M, P: Queue<u16>> Engine<H, Q, M, P> {
             return match codec::encode_empty(sink, codec::PINGREQ) {
                 Ok(()) => {
                     self.ping_wanted = false;
+                    self.ping_seq = self.next_seq();
                     self.last_sent = now;
                     true
                 }
@@ -1481,6 +1618,7 @@ impl<H: Request, Q: Queue<Entry<H>>, M, P: Queue<u16>> Engine<H, Q, M, P> {
                                 retain: true,
                             }
                 }) {
+                    self.note_ack(i);
                     self.complete(i, EntryState::Sent);
                 }
             }
@@ -1491,6 +1629,7 @@ impl<H: Request, Q: Queue<Entry<H>>, M, P: Queue<u16>> Engine<H, Q, M, P> {
                 });
                 match found {
                     Some(i) => {
+                        self.note_ack(i);
                         let mut released = None;
                         if let Some(e) = self.queue.get_mut(i) {
                             e.state = EntryState::Released;
@@ -1514,6 +1653,7 @@ impl<H: Request, Q: Queue<Entry<H>>, M, P: Queue<u16>> Engine<H, Q, M, P> {
             }
             In::PubComp(id) => {
                 if let Some(i) = self.find_entry(id, |e| e.state == EntryState::Released) {
+                    self.note_ack(i);
                     self.complete(i, EntryState::Released);
                 }
             }
@@ -1523,6 +1663,7 @@ impl<H: Request, Q: Queue<Entry<H>>, M, P: Queue<u16>> Engine<H, Q, M, P> {
                     if n != codes.len() {
                         return Err(LostReason::Protocol);
                     }
+                    self.note_ack(i);
                     if let Some(e) = self.remove_entry(i) {
                         self.push_event(Event::Subscribed {
                             mid: e.mid,
@@ -1533,12 +1674,14 @@ impl<H: Request, Q: Queue<Entry<H>>, M, P: Queue<u16>> Engine<H, Q, M, P> {
             }
             In::UnsubAck(id) => {
                 if let Some(i) = self.find_entry(id, |e| e.kind == Kind::Unsubscribe && e.state == EntryState::Sent) {
+                    self.note_ack(i);
                     if let Some(e) = self.remove_entry(i) {
                         self.push_event(Event::Unsubscribed { mid: e.mid });
                     }
                 }
             }
             In::PingResp => {
+                self.acked_seq = self.acked_seq.max(self.ping_seq);
                 self.ping_outstanding = false;
                 self.ping_wanted = false;
             }
@@ -1564,8 +1707,10 @@ impl<H: Request, Q: Queue<Entry<H>>, M, P: Queue<u16>> Engine<H, Q, M, P> {
     fn connack(&mut self, now: Instant, session_present: bool, code: u8) -> Result<(), LostReason> {
         match code {
             0 => {
+                // `failures` is kept: the schedule starts again only after this connection
+                // proves itself (see `connection_ended`).
                 self.state = ConnState::Connected;
-                self.failures = 0;
+                self.connected_at = now;
                 self.last_sent = now;
                 self.last_recv = now;
                 self.ping_wanted = false;

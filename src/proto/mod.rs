@@ -13,6 +13,8 @@
 //! - [`store`]: the persistent session store: log records (length, kind, CRC-32), replay
 //!   up to the last complete record, compaction rule; [`store::Change`] is what the engine
 //!   reports for it.
+//! - [`backoff`]: when a lost connection restarts the reconnect schedule, and when a
+//!   request the broker closes the connection on is given up.
 //!
 //! ## Deviations from the API brief (for the binding author)
 //!
@@ -79,7 +81,12 @@
 //!   `Action::OpenTransport` to CONNACK, so it also bounds DNS, TCP, TLS and WebSocket
 //!   set-up; on expiry: failed attempt (`Timeout`), `Action::CloseTransport`, retry.
 //! - **Reconnect schedule**: 1, 2, 4, 8, 16, 32 s after consecutive failures, then every
-//!   60 s; a successful CONNACK resets it (the next loss retries after 1 s). A CONNACK
+//!   60 s. A CONNACK does not reset it: the loss of a connection counts as one more failure
+//!   unless the connection stayed up min(keep-alive, 10 s) or the broker acknowledged one
+//!   of the queue's requests on it; then the next attempt is 1 s after the loss
+//!   ([`backoff`]). A request the broker keeps closing the connection on is given up after
+//!   `Config::poison_retries` losses in a row (`Published { rc: rc::MESSAGE_REFUSED }`,
+//!   `Subscribed` all 0x80, `Unsubscribed`; rules in [`backoff`]). A CONNACK
 //!   refusal 1..5 gives `Event::Connect { rc: code, reason: Some(Refused) }`, closes, and
 //!   stops (Idle). A reserved CONNACK code (≥ 6) is a protocol error (retried).
 //!   `disconnect()` stops it. `connect()` from Idle opens at once.
@@ -92,8 +99,10 @@
 //!   `subscribe`, `unsubscribe`), 1..65535 in increasing order with wrap-around, skipping
 //!   ids still held by a queued entry; when all 65535 are held: `-10`. Until the counter
 //!   first wraps no search is needed; after, a search costs one pass over the queue per
-//!   256 ids (typically one pass). No bitset is spent on outbound ids.
+//!   256 ids (typically one pass). No bitset is spent on outbound ids. (So the id of a
+//!   request given up is not reused before the counter wraps.)
 //! - **mid**: a positive u32 counter shared by publish/subscribe/unsubscribe (wraps to 1).
+//! - **`Config::max_packet_size`**: `publish` refuses a PUBLISH packet above it with -8.
 //! - **Window and buffer** (API.md): a QoS 1/2 publish takes an in-flight slot when one is
 //!   free and nothing is buffered ahead of it (connected or not); otherwise it is buffered.
 //!   A QoS 0 publish is written at once (not buffered) only when connected with no other
@@ -144,7 +153,7 @@
 //! - **Memory**: `Engine` holds the 260-byte topic buffer, 16 events and 16 pending acks,
 //!   plus its id store `P` and queue `Q`: about 1.2 KiB on x86-64 with the binding's
 //!   2-word `M` and growable `P` and `Q` (measured by `make size`), plus the binding's
-//!   queue storage (one `Entry<H>` per request: 32 bytes with the binding's 2-word `H`).
+//!   queue storage (one `Entry<H>` per request, with its send time for the poison rule).
 //! - **Persistence** (`set_persistence(true)`, off by default): every change of a QoS 1/2
 //!   publish (sent, PUBREC received, complete) and of the inbound QoS 2 ids (held,
 //!   released, cleared) is queued as a [`store::Change`] for `poll_change()`; the engine
@@ -156,6 +165,7 @@
 //! - Nothing here panics: all network and caller data is read with `get()`, checked
 //!   arithmetic and error values.
 
+pub mod backoff;
 pub mod codec;
 pub mod engine;
 pub mod rc;

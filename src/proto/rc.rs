@@ -42,6 +42,9 @@ pub const TLS_PEER_REJECTED: i32 = -31;
 pub const TLS_NO_TRUST_STORE: i32 = -32;
 pub const WEBSOCKET_FAILED: i32 = -33;
 pub const TLS_CERT_EXPIRED: i32 = -34;
+/// `on_publish` (and the engine's `Published`) for a request given up because the broker
+/// closed the connection on it again and again (`Config::poison_retries` times in a row).
+pub const MESSAGE_REFUSED: i32 = -35;
 
 /// CONNACK return codes (positive `rc` of `on_connect`).
 pub const CONNACK_UNACCEPTABLE_PROTOCOL_VERSION: i32 = 1;
@@ -89,6 +92,7 @@ pub fn description(code: i32) -> &'static str {
         TLS_NO_TRUST_STORE => "TLS: no trust_store given and no platform CA bundle",
         WEBSOCKET_FAILED => "WebSocket: upgrade refused or WebSocket protocol error",
         TLS_CERT_EXPIRED => "TLS: the broker's certificate has expired or is not yet valid",
+        MESSAGE_REFUSED => "message given up: the broker closed the connection on it each time it was sent",
         CONNACK_UNACCEPTABLE_PROTOCOL_VERSION => "connection refused: unacceptable protocol version",
         CONNACK_IDENTIFIER_REJECTED => "connection refused: identifier rejected",
         CONNACK_SERVER_UNAVAILABLE => "connection refused: server unavailable",

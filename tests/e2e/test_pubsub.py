@@ -1,5 +1,6 @@
 """Issue 4: publish, subscribe, unsubscribe and on_message against mosquitto, checked
 byte-exactly from a paho-mqtt peer."""
+import pytest
 import re
 import time
 
@@ -44,6 +45,7 @@ def msgs_of(out):
             for m in re.finditer(r"^MSG (\w+) (\w+) ('.*') (b['\"].*['\"])$", out, re.M)]
 
 
+@pytest.mark.brokers
 def test_publish_qos_byte_exact(run_fw, broker, peer):
     peer.subscribe("fw/#", 2)
     rc, out, err = run_fw(PRE + """
@@ -80,6 +82,7 @@ c.disconnect()
     assert len(msgs) == 9
 
 
+@pytest.mark.brokers
 def test_publish_retain(run_fw, broker, peer):
     rc, out, err = run_fw(PRE + """
 c = start('dev-retain')
@@ -128,6 +131,7 @@ c.disconnect()
     assert "TOTAL 6" in out
 
 
+@pytest.mark.brokers
 def test_on_message_each_qos_and_binary(spawn_fw, broker, peer):
     p = spawn_fw(PRE + """
 c = start('dev-msg')
@@ -152,6 +156,7 @@ c.disconnect()
     assert "TYPES True" in p.stdout
 
 
+@pytest.mark.brokers
 def test_unsubscribe(spawn_fw, broker, peer):
     p = spawn_fw(PRE + """
 c = start('dev-unsub')
@@ -176,6 +181,7 @@ c.disconnect()
     assert [(g[2], g[3]) for g in msgs_of(out)] == [("u/d", b"u/d")], out
 
 
+@pytest.mark.brokers
 def test_inbound_qos2_exactly_once(spawn_fw, broker, peer):
     n = 200
     p = spawn_fw(PRE + """
@@ -196,8 +202,13 @@ print('MISSING', [i for i in range(N) if (b'%d' % i) not in counts])
 c.disconnect()
 """, vars={"URL": broker.url, "N": n})
     p.expect("^READY", 10)
+    # aedes 1.2 now and then forwards none of one of many QoS 2 messages a publisher has in
+    # flight at once to a persistent-session subscriber (seen with a paho subscriber as
+    # well, never with one message in flight): against aedes the peer sends them one
+    # after the other. The firmware still receives them as fast as aedes forwards them.
+    burst = broker.kind != "aedes"
     for i in range(n):
-        peer.publish("q2in/t", b"%d" % i, 2, wait=False)
+        peer.publish("q2in/t", b"%d" % i, 2, wait=not burst)
     assert p.wait(30) == 0, p.stdout + p.stderr
     out = p.stdout
     assert "DISTINCT %d" % n in out, out

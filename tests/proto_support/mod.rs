@@ -282,6 +282,13 @@ pub struct Broker {
     /// Max QoS 1/2 publishes seen outstanding at once (unacked) in one connection.
     pub max_outstanding: usize,
     outstanding: HashSet<u16>,
+    /// Close the connection on receiving a PUBLISH with this topic or a SUBSCRIBE with this
+    /// filter (a broker that refuses a packet by closing: size limit, authorisation).
+    pub close_on: Option<String>,
+    /// Close the connection on receiving a PUBREL.
+    pub close_on_pubrel: bool,
+    /// Connections closed by `close_on` / `close_on_pubrel`.
+    pub refusals: usize,
 }
 
 impl Default for Broker {
@@ -304,6 +311,9 @@ impl Default for Broker {
             graceful_disconnects: 0,
             max_outstanding: 0,
             outstanding: HashSet::new(),
+            close_on: None,
+            close_on_pubrel: false,
+            refusals: 0,
         }
     }
 }
@@ -394,7 +404,7 @@ impl Broker {
 
     /// Feeds bytes from the client. Panics on a protocol error (test failure).
     pub fn receive(&mut self, mut data: &[u8]) {
-        while !data.is_empty() {
+        while !data.is_empty() && self.connected {
             let (n, res) = self.dec.feed(data);
             data = &data[n..];
             let pkt = match res {
@@ -431,6 +441,11 @@ impl Broker {
                 }
                 other => panic!("broker: {other:?} before CONNECT"),
             }
+            return;
+        }
+        if self.refuses(&pkt) {
+            self.refusals += 1;
+            self.close();
             return;
         }
         match pkt {
@@ -495,6 +510,16 @@ impl Broker {
         }
     }
 
+    fn refuses(&self, pkt: &Pkt) -> bool {
+        let on = self.close_on.as_deref();
+        match pkt {
+            Pkt::Publish { topic, .. } => on == Some(topic.as_str()),
+            Pkt::Subscribe { filters, .. } => filters.iter().any(|(f, _)| on == Some(f.as_str())),
+            Pkt::PubRel(_) => self.close_on_pubrel,
+            _ => false,
+        }
+    }
+
     fn track(&mut self, pid: u16, add: bool) {
         if add {
             self.outstanding.insert(pid);
@@ -542,6 +567,8 @@ pub struct Sim {
     pub random_splits: bool,
     /// Chance (num, den) per delivery that the link drops after a random prefix.
     pub drop_chance: (u64, u64),
+    /// Drop the link during the next delivery (either direction), once.
+    pub cut_once: bool,
     pub drops: usize,
 }
 
@@ -563,6 +590,7 @@ impl Sim {
             closes: 0,
             random_splits: true,
             drop_chance: (0, 1),
+            cut_once: false,
             drops: 0,
         }
     }
@@ -602,7 +630,7 @@ impl Sim {
                 if !s.0.is_empty() {
                     progress = true;
                     if self.b.connected {
-                        if self.rng.chance(self.drop_chance.0, self.drop_chance.1) {
+                        if self.take_cut() {
                             let n = self.rng.below(s.0.len() as u64) as usize;
                             self.b.receive(&s.0[..n]);
                             self.drops += 1;
@@ -628,7 +656,7 @@ impl Sim {
                     } else {
                         self.to_client.len()
                     };
-                    if self.rng.chance(self.drop_chance.0, self.drop_chance.1) {
+                    if self.take_cut() {
                         let chunk: Vec<u8> = self.to_client[..n - 1].to_vec();
                         self.e.handle_bytes(self.now, &chunk, &mut self.inbox);
                         self.drops += 1;
@@ -653,6 +681,15 @@ impl Sim {
             }
         }
         panic!("sim does not settle");
+    }
+
+    /// Whether the link drops during the current delivery.
+    fn take_cut(&mut self) -> bool {
+        if self.cut_once {
+            self.cut_once = false;
+            return true;
+        }
+        self.rng.chance(self.drop_chance.0, self.drop_chance.1)
     }
 
     /// Advances time to the next engine deadline (at most `max_step` ms) and handles it.

@@ -315,8 +315,9 @@ c.disconnect()
 
 def test_retransmission_dup_and_pubrel_byte_exact(run_fw, hostile, transport, transport_wrap):
     """conn 0: the client publishes QoS 1 and QoS 2; the broker drops without acks.
-    conn 1: the same PUBLISH packets again, byte for byte, except the DUP flag, same ids;
-    QoS 1 acked, QoS 2 gets PUBREC, the client sends PUBREL; drop before PUBCOMP.
+    conn 1: the same PUBLISH packets again, byte for byte, except the DUP flag, same ids
+    (one at a time after such a loss); QoS 1 acked, QoS 2 gets PUBREC, the client sends
+    PUBREL; drop before PUBCOMP.
     conn 2: the client re-sends PUBREL (same id), not the PUBLISH; PUBCOMP completes it."""
     seen = {}
 
@@ -331,10 +332,14 @@ def test_retransmission_dup_and_pubrel_byte_exact(run_fw, hostile, transport, tr
     def conn1(conn):
         conn.expect(H.CONNECT)
         conn.send(H.connack(0, session_present=True))
+        # conn 0 ended right after the QoS 1 message with nothing acknowledged: this
+        # connection sends one request at a time (docs/mqtt.rst, "Messages the broker
+        # closes the connection on")
         a2 = conn.expect(H.PUBLISH)
+        conn.send(H.ack(H.PUBACK, a2.pid))
         b2 = conn.expect(H.PUBLISH)
         seen["a2"], seen["b2"] = a2, b2
-        conn.send(H.ack(H.PUBACK, a2.pid) + H.ack(H.PUBREC, b2.pid))
+        conn.send(H.ack(H.PUBREC, b2.pid))
         seen["rel1"] = conn.expect(H.PUBREL)
         time.sleep(0.2)
 

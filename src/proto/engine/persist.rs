@@ -34,6 +34,7 @@ impl<H: Request, Q: Queue<Entry<H>>, M, P: Queue<u16>> Engine<H, Q, M, P> {
     /// current state, which includes them).
     pub fn clear_changes(&mut self) {
         self.changes.clear();
+        self.changes_dropped = false;
     }
 
     pub(super) fn changes_free(&self) -> usize {
@@ -52,12 +53,18 @@ impl<H: Request, Q: Queue<Entry<H>>, M, P: Queue<u16>> Engine<H, Q, M, P> {
     }
 
     pub(super) fn note(&mut self, c: Change) {
-        if self.persist {
-            // Room is checked before the input or the request that causes a change is
-            // taken; a change that still finds the queue full only costs a re-send after
-            // a restart.
-            let _ = self.changes.push_back(c);
+        // Room is checked before the input or the request that causes a change is taken;
+        // a change that still finds the queue full (a request given up when the connection
+        // is lost) asks for a rewrite of the store instead.
+        if self.persist && self.changes.push_back(c).is_err() {
+            self.changes_dropped = true;
         }
+    }
+
+    /// Whether a change was dropped since the last call (the queue was full): the binding
+    /// then rewrites its store from the engine's current state.
+    pub fn take_changes_dropped(&mut self) -> bool {
+        core::mem::replace(&mut self.changes_dropped, false)
     }
 
     /// The mid the next request gets.
@@ -131,6 +138,8 @@ impl<H: Request, Q: Queue<Entry<H>>, M, P: Queue<u16>> Engine<H, Q, M, P> {
             slot: state != EntryState::Queued,
             state,
             gen: 0,
+            seq: 0,
+            sent_at: 0,
         };
         self.queue.push_back(e).map_err(|_| rc::FAILURE)?;
         self.next_pid = if pid == 65_535 { 1 } else { pid + 1 };
