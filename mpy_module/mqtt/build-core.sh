@@ -28,6 +28,9 @@ if [ -n "${MQTT_RUST_TARGET:-}" ]; then
     args+=(--target "$MQTT_RUST_TARGET")
     libdir=$CARGO_TARGET_DIR/$MQTT_RUST_TARGET/release
 fi
+if [ -n "${MQTT_RUSTFLAGS:-}" ]; then
+    export RUSTFLAGS="${RUSTFLAGS:-} $MQTT_RUSTFLAGS"
+fi
 if [ -n "${MQTT_RUSTC:-}" ]; then
     export RUSTC=$MQTT_RUSTC
 fi

@@ -21,6 +21,8 @@ MQTT_RUST_TARGET ?=
 # MQTT_BUILD_STD=core.
 MQTT_RUSTC ?=
 MQTT_BUILD_STD ?=
+# Extra rustc flags for the core (a port's size or speed trade-offs).
+MQTT_RUSTFLAGS ?=
 # Ports that do not set NM get the cross tool next to their compiler.
 MQTT_NM := $(if $(NM),$(NM),$(CROSS_COMPILE)nm)
 # 0: build without ws:// and wss:// (they then raise MqttError -14).
@@ -41,7 +43,7 @@ $(MQTT_CORE_OBJ): $(MQTT_GENHDRS) FORCE
 	    MQTT_MPY_HEADER='$(abspath $(MQTT_MOD_DIR)/mqtt_bindgen.h)' \
 	    MQTT_RUST_TARGET='$(MQTT_RUST_TARGET)' MQTT_WEBSOCKET='$(MQTT_WEBSOCKET)' \
 	    MQTT_PERSISTENCE='$(MQTT_PERSISTENCE)' \
-	    MQTT_RUSTC='$(MQTT_RUSTC)' MQTT_BUILD_STD='$(MQTT_BUILD_STD)' \
+	    MQTT_RUSTC='$(MQTT_RUSTC)' MQTT_BUILD_STD='$(MQTT_BUILD_STD)' MQTT_RUSTFLAGS='$(MQTT_RUSTFLAGS)' \
 	    CC='$(CC)' LD='$(LD)' OBJCOPY='$(OBJCOPY)' NM='$(MQTT_NM)' \
 	    $(MQTT_MOD_DIR)/build-core.sh '$(MQTT_CRATE_DIR)' '$(abspath $@)'
 

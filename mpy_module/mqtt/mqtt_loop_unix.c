@@ -54,7 +54,8 @@ static struct {
     bool kick;          // the pump is scheduled: interrupt the Python thread until it ran
     bool py_waiting;    // the Python thread waits for the clients itself
     bool waker_armed;   // the waker's poll() includes the clients' sockets
-    int kick_ms;
+    int kick_ms;        // the interval to the next signal
+    uint64_t kick_due;  // when the next signal goes out
     int wake_pipe[2];   // wakes the waker (new watch list)
     int main_pipe[2];   // wakes the Python thread's wait
     mqtt_slot_t slots[MQTT_MAX_CLIENTS];
@@ -132,6 +133,14 @@ static bool mqtt_take_ready(const struct pollfd *pfd, const int *owner, size_t n
     return fire;
 }
 
+// Starts (or restarts) kicking the Python thread: the first signal after a
+// grace period of 1-2 ms, then after 1, 2, 4, 8, 16 ms. Lock held.
+static void mqtt_kick_start(void) {
+    mqtt_loop.kick = true;
+    mqtt_loop.kick_ms = 1;
+    mqtt_loop.kick_due = mqtt_c_ticks_ms() + 2;
+}
+
 static void *mqtt_waker_main(void *arg) {
     (void)arg;
     // Only the Python thread takes the wake signal.
@@ -160,25 +169,27 @@ static void *mqtt_waker_main(void *arg) {
         pthread_mutex_unlock(&mqtt_loop.lock);
         if (kick) {
             // The Python thread may be blocked in a system call it only leaves on
-            // a signal (time.sleep, the REPL's read): send one, and again with a
+            // a signal (the REPL's read, select): send one, and again with a
             // growing delay (a signal can land just before the call blocks),
-            // until the scheduled pump has run.
+            // until the scheduled pump has run. The first waits a grace period:
+            // a Python thread that runs Python code (a loop of publish() calls,
+            // a computation) runs the pump by itself at its next branch, and
+            // then no signal is needed at all.
+            uint64_t now = mqtt_c_ticks_ms();
             pthread_mutex_lock(&mqtt_loop.lock);
             if (!mqtt_pump_pending()) {
                 mqtt_loop.kick = false;
-                pthread_mutex_unlock(&mqtt_loop.lock);
-            } else {
-                int wait_ms = mqtt_loop.kick_ms;
+            } else if (now >= mqtt_loop.kick_due) {
+                mqtt_loop.kick_due = now + (uint64_t)mqtt_loop.kick_ms;
                 if (mqtt_loop.kick_ms < 16) {
                     mqtt_loop.kick_ms *= 2;
                 }
-                pthread_mutex_unlock(&mqtt_loop.lock);
                 pthread_kill(mqtt_loop.python_thread, mqtt_wake_signal());
-                uint64_t next = mqtt_c_ticks_ms() + (uint64_t)wait_ms;
-                if (next < deadline) {
-                    deadline = next;
-                }
             }
+            if (mqtt_loop.kick && mqtt_loop.kick_due < deadline) {
+                deadline = mqtt_loop.kick_due;
+            }
+            pthread_mutex_unlock(&mqtt_loop.lock);
         }
         int timeout = -1;
         if (deadline != UINT64_MAX) {
@@ -203,8 +214,7 @@ static void *mqtt_waker_main(void *arg) {
         if (fire) {
             mqtt_schedule_pump();
             pthread_mutex_lock(&mqtt_loop.lock);
-            mqtt_loop.kick = true;
-            mqtt_loop.kick_ms = 1;
+            mqtt_kick_start();
             pthread_mutex_unlock(&mqtt_loop.lock);
         }
     }
@@ -224,8 +234,7 @@ void mqtt_c_request_pump(void) {
     // sees every new request at its next check (the interval restarts at 1 ms).
     pthread_mutex_lock(&mqtt_loop.lock);
     bool was = mqtt_loop.kick;
-    mqtt_loop.kick = true;
-    mqtt_loop.kick_ms = 1;
+    mqtt_kick_start();
     pthread_mutex_unlock(&mqtt_loop.lock);
     if (!was) {
         mqtt_pipe_poke(mqtt_loop.wake_pipe[1]);
@@ -295,7 +304,9 @@ void mqtt_c_watch(int slot, int fd, bool want_write, uint64_t deadline_ms) {
     s->want_write = want_write;
     s->deadline = deadline_ms;
     s->armed = true;
-    changed = changed && mqtt_loop.waker_armed;
+    // While the waker kicks it wakes by itself within 2 ms and rebuilds its
+    // list then: the pump re-arming a client after each burst costs no wake-up.
+    changed = changed && mqtt_loop.waker_armed && !mqtt_loop.kick;
     pthread_mutex_unlock(&mqtt_loop.lock);
     if (changed) {
         mqtt_pipe_poke(mqtt_loop.wake_pipe[1]);

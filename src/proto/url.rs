@@ -115,6 +115,12 @@ fn parse_port(s: &str) -> Result<u16, UrlError> {
     u16::try_from(v).map_err(|_| UrlError::Malformed("port must be a number in 1..65535"))
 }
 
+/// Where byte `b` first occurs in `s` (a byte loop: `str`'s char searchers
+/// cost flash on a microcontroller).
+fn pos(s: &str, b: u8) -> Option<usize> {
+    s.bytes().position(|c| c == b)
+}
+
 /// Parses `scheme://host[:port][/path]`.
 pub fn parse(url: &str) -> Result<BrokerUrl<'_>, UrlError> {
     // a byte search: `str::find` with a `&str` pattern pulls in the two-way searcher
@@ -122,23 +128,21 @@ pub fn parse(url: &str) -> Result<BrokerUrl<'_>, UrlError> {
     let scheme_name = url.get(..sep).ok_or(UrlError::BadScheme)?;
     let scheme = Scheme::from_name(scheme_name).ok_or(UrlError::BadScheme)?;
     let rest = url.get(sep + 3..).ok_or(UrlError::Malformed("no host"))?;
-    let (authority, path) = match rest.find('/') {
+    let (authority, path) = match pos(rest, b'/') {
         Some(i) => (
             rest.get(..i).ok_or(UrlError::Malformed("bad URL"))?,
             rest.get(i..).ok_or(UrlError::Malformed("bad URL"))?,
         ),
         None => (rest, ""),
     };
-    if authority.contains('@') {
+    if pos(authority, b'@').is_some() {
         return Err(UrlError::Malformed("user info in URL is not supported"));
     }
     let (host, port_str) = if let Some(inner) = authority.strip_prefix('[') {
-        let close = inner
-            .find(']')
-            .ok_or(UrlError::Malformed("unterminated IPv6 address"))?;
+        let close = pos(inner, b']').ok_or(UrlError::Malformed("unterminated IPv6 address"))?;
         let host = inner.get(..close).ok_or(UrlError::Malformed("bad IPv6 address"))?;
         let after = inner.get(close + 1..).ok_or(UrlError::Malformed("bad IPv6 address"))?;
-        if host.is_empty() || !host.contains(':') || !host.bytes().all(is_ipv6_char) {
+        if host.is_empty() || pos(host, b':').is_none() || !host.bytes().all(is_ipv6_char) {
             return Err(UrlError::Malformed("bad IPv6 address"));
         }
         let port = if after.is_empty() {
@@ -150,13 +154,12 @@ pub fn parse(url: &str) -> Result<BrokerUrl<'_>, UrlError> {
         };
         (host, port)
     } else {
-        let mut parts = authority.splitn(2, ':');
-        let host = parts.next().unwrap_or("");
-        let port = parts.next();
-        if let Some(p) = port {
-            if p.contains(':') {
-                return Err(UrlError::Malformed("IPv6 address must be in brackets"));
-            }
+        let (host, port) = match pos(authority, b':') {
+            Some(i) => (authority.get(..i).unwrap_or(""), authority.get(i + 1..)),
+            None => (authority, None),
+        };
+        if port.is_some_and(|p| pos(p, b':').is_some()) {
+            return Err(UrlError::Malformed("IPv6 address must be in brackets"));
         }
         if !host.is_empty() && !host.bytes().all(is_name_char) {
             return Err(UrlError::Malformed("invalid character in host"));

@@ -86,6 +86,7 @@ def pytest_report_header(config):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "host_only: needs the host firmware (command line, files, threads)")
+    config.addinivalue_line("markers", "brokers: runs once per broker of MQTT_BROKERS (mosquitto, aedes)")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -214,10 +215,6 @@ class Broker:
 
 
 BROKER_KINDS = [k for k in os.environ.get("MQTT_BROKERS", "mosquitto,aedes").split(",") if k]
-
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", "brokers: runs once per broker of MQTT_BROKERS (mosquitto, aedes)")
 
 
 def pytest_generate_tests(metafunc):
