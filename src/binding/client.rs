@@ -65,6 +65,7 @@ pub struct Req {
 
 impl Req {
     /// A PUBLISH of `topic` (a str) with `payload` (str or bytes).
+    #[cfg(feature = "persistence")]
     pub(super) fn publish(topic: Obj, payload: Obj) -> Req {
         Req { a: topic, b: payload }
     }

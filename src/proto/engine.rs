@@ -1645,7 +1645,7 @@ impl<H: Request, Q: Queue<Entry<H>>, M, P: Queue<u16>> Engine<H, Q, M, P> {
                 }
             }
             In::PubRel(id) => {
-                if self.persist && self.qos2_seen(id) {
+                if self.persistence() && self.qos2_seen(id) {
                     self.note(Change::InboundReleased { pid: id });
                 }
                 self.qos2_release(id);
@@ -1718,7 +1718,7 @@ impl<H: Request, Q: Queue<Entry<H>>, M, P: Queue<u16>> Engine<H, Q, M, P> {
                 self.resend_from = 0;
                 if !session_present {
                     // The broker has no session: its QoS 2 ids are not pending any more.
-                    if self.persist && !self.inbound_qos2.is_empty() {
+                    if self.persistence() && !self.inbound_qos2.is_empty() {
                         self.note(Change::InboundCleared);
                     }
                     self.qos2_clear();

@@ -357,3 +357,33 @@ void board_init(void) {
     board_net_init();
     #endif
 }
+
+/******************************************************************************/
+// The ARM EABI memory helpers that compiled Rust code calls (__aeabi_memcpy
+// & co.), on top of the C library's routines (shared/libc/string0.c): one
+// copy of each routine in flash instead of a second one from Rust's
+// compiler_builtins, whose definitions are weak.
+
+void __aeabi_memcpy(void *dest, const void *src, size_t n) {
+    memcpy(dest, src, n);
+}
+void __aeabi_memcpy4(void *dest, const void *src, size_t n) __attribute__((alias("__aeabi_memcpy")));
+void __aeabi_memcpy8(void *dest, const void *src, size_t n) __attribute__((alias("__aeabi_memcpy")));
+
+void __aeabi_memmove(void *dest, const void *src, size_t n) {
+    memmove(dest, src, n);
+}
+void __aeabi_memmove4(void *dest, const void *src, size_t n) __attribute__((alias("__aeabi_memmove")));
+void __aeabi_memmove8(void *dest, const void *src, size_t n) __attribute__((alias("__aeabi_memmove")));
+
+void __aeabi_memset(void *dest, size_t n, int c) {
+    memset(dest, c, n);
+}
+void __aeabi_memset4(void *dest, size_t n, int c) __attribute__((alias("__aeabi_memset")));
+void __aeabi_memset8(void *dest, size_t n, int c) __attribute__((alias("__aeabi_memset")));
+
+void __aeabi_memclr(void *dest, size_t n) {
+    memset(dest, 0, n);
+}
+void __aeabi_memclr4(void *dest, size_t n) __attribute__((alias("__aeabi_memclr")));
+void __aeabi_memclr8(void *dest, size_t n) __attribute__((alias("__aeabi_memclr")));

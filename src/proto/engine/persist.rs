@@ -4,11 +4,16 @@
 
 use super::*;
 
+/// Whether the crate is built with persistent sessions (cargo feature `persistence`).
+/// Without it `persistence()` is a constant false and the change queue's code, left
+/// unreachable, is compiled out: ports without a file system pay no flash for it.
+const BUILT_IN: bool = cfg!(feature = "persistence");
+
 impl<H: Request, Q: Queue<Entry<H>>, M, P: Queue<u16>> Engine<H, Q, M, P> {
     /// Turns the queue of state changes on or off (off by default: nothing is queued and
     /// nothing holds back the engine).
     pub fn set_persistence(&mut self, on: bool) {
-        self.persist = on;
+        self.persist = BUILT_IN && on;
         if !on {
             self.changes.clear();
         }
@@ -16,7 +21,7 @@ impl<H: Request, Q: Queue<Entry<H>>, M, P: Queue<u16>> Engine<H, Q, M, P> {
 
     /// Whether state changes are queued.
     pub fn persistence(&self) -> bool {
-        self.persist
+        BUILT_IN && self.persist
     }
 
     /// The next state change to record, oldest first. The binding stores every change
@@ -38,7 +43,7 @@ impl<H: Request, Q: Queue<Entry<H>>, M, P: Queue<u16>> Engine<H, Q, M, P> {
     }
 
     pub(super) fn changes_free(&self) -> usize {
-        if self.persist {
+        if self.persistence() {
             CHANGE_CAPACITY - self.changes.len()
         } else {
             CHANGE_CAPACITY
@@ -49,14 +54,14 @@ impl<H: Request, Q: Queue<Entry<H>>, M, P: Queue<u16>> Engine<H, Q, M, P> {
     /// is read until it is, so that the binding can deliver that message and store its id
     /// before the next one arrives (see `poll_change`).
     pub(super) fn inbound_unsaved(&self) -> bool {
-        self.persist && self.changes.iter().any(|c| matches!(c, Change::InboundHeld { .. }))
+        self.persistence() && self.changes.iter().any(|c| matches!(c, Change::InboundHeld { .. }))
     }
 
     pub(super) fn note(&mut self, c: Change) {
         // Room is checked before the input or the request that causes a change is taken;
         // a change that still finds the queue full (a request given up when the connection
         // is lost) asks for a rewrite of the store instead.
-        if self.persist && self.changes.push_back(c).is_err() {
+        if self.persistence() && self.changes.push_back(c).is_err() {
             self.changes_dropped = true;
         }
     }
