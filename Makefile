@@ -81,8 +81,11 @@ $(AEDES_DIR)/node_modules/.installed: $(AEDES_DIR)/package.json $(AEDES_DIR)/pac
 	cd $(AEDES_DIR) && npm ci --ignore-scripts --no-audit --no-fund
 	touch $@
 
+# The core with its default features, and without them (the device's build:
+# no WebSocket, no persistence).
 test-rust:
 	cargo test --quiet
+	cargo test --quiet --no-default-features
 
 # Each folder in its own pytest run: their conftest modules share a name. Tests marked
 # `brokers` in tests/e2e run against mosquitto and aedes (MQTT_BROKERS).

@@ -253,6 +253,8 @@ fn no_change_is_queued_without_persistence() {
     assert_eq!(changes(&mut e), vec![]);
 }
 
+// The engine queues changes only when built with persistence.
+#[cfg(feature = "persistence")]
 #[test]
 fn outbound_changes_follow_the_qos_flows() {
     let mut e = engine(Config::default());
@@ -272,6 +274,8 @@ fn outbound_changes_follow_the_qos_flows() {
     assert!(Change::Released { mid: 1 }.needs_sync() && !Change::Sent { mid: 1 }.needs_sync());
 }
 
+// The engine queues changes only when built with persistence.
+#[cfg(feature = "persistence")]
 #[test]
 fn inbound_qos2_changes_and_one_message_at_a_time_until_its_id_is_taken() {
     let mut e = engine(Config::default());
@@ -295,6 +299,8 @@ fn inbound_qos2_changes_and_one_message_at_a_time_until_its_id_is_taken() {
     assert_eq!(changes(&mut e), vec![Change::InboundReleased { pid: 5 }]);
 }
 
+// The engine queues changes only when built with persistence.
+#[cfg(feature = "persistence")]
 #[test]
 fn a_full_change_queue_holds_back_new_publishes_until_drained() {
     let mut e = engine(Config { max_inflight: 1000, ..Config::default() });
