@@ -5,7 +5,9 @@ mod proto_support;
 use proto_support::*;
 
 use dl7450_mqtt::proto::codec::{Packet, Publish as PubPkt};
-use dl7450_mqtt::proto::engine::{EntryState, CHANGE_CAPACITY};
+use dl7450_mqtt::proto::engine::EntryState;
+#[cfg(feature = "persistence")]
+use dl7450_mqtt::proto::engine::CHANGE_CAPACITY;
 use dl7450_mqtt::proto::store::{self, Change, DecodeError, Publish, Record, Replayed, Restore, StoreError};
 use dl7450_mqtt::proto::*;
 
