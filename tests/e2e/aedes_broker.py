@@ -11,7 +11,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -27,12 +26,7 @@ def ensure_installed():
                        stdout=subprocess.DEVNULL)
 
 
-def _free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+from conftest import free_port  # noqa: E402 (conftest imports this module lazily)
 
 
 class AedesBroker:
@@ -45,7 +39,7 @@ class AedesBroker:
         ensure_installed()
         self.dir = Path(workdir) / name
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.port = _free_port()
+        self.port = free_port()
         self.data = self.dir / "db"
         self.logfile = self.dir / "aedes.log"
         self.proc = None

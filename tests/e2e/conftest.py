@@ -98,12 +98,21 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+_PORTS_GIVEN = set()
+
+
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    """A free loopback port, never one this process handed out before: the
+    kernel may offer a port it just gave and that is not bound yet again (a
+    broker's second listener would then fail on the first one's port)."""
+    while True:
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        if port not in _PORTS_GIVEN:
+            _PORTS_GIVEN.add(port)
+            return port
 
 
 # --------------------------------------------------------------------------------------

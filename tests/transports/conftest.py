@@ -206,9 +206,14 @@ HAVE_IPV6 = _loopback6()
 
 
 def free_port6():
-    with socket.socket(socket.AF_INET6) as s:
-        s.bind(("::1", 0))
-        return s.getsockname()[1]
+    """A free port on ::1, distinct from every port handed out before (see e2e.free_port)."""
+    while True:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+            port = s.getsockname()[1]
+        if port not in e2e._PORTS_GIVEN:
+            e2e._PORTS_GIVEN.add(port)
+            return port
 
 
 class AddressBroker(e2e.Broker):
