@@ -10,7 +10,6 @@ sessions, retained messages and in-flight QoS 1/2 state live in a LevelDB folder
 import json
 import os
 import re
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -26,10 +25,10 @@ def ensure_installed():
                        stdout=subprocess.DEVNULL)
 
 
-from conftest import free_port  # noqa: E402 (conftest imports this module lazily)
+from conftest import BrokerProcess, free_port  # noqa: E402 (conftest imports this module lazily)
 
 
-class AedesBroker:
+class AedesBroker(BrokerProcess):
     """An aedes process on 127.0.0.1:<port>; survives stop()/restart() on the same port
     with its sessions."""
 
@@ -69,41 +68,6 @@ class AedesBroker:
                 return
             time.sleep(0.02)
         raise RuntimeError("aedes did not start:\n%s" % self.log())
-
-    def stop(self, sig=signal.SIGTERM, timeout=10.0):
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        if sig in (signal.SIGTERM, signal.SIGKILL):
-            self.resume()
-        self.proc.send_signal(sig)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-    def restart(self):
-        self.stop()
-        self.start()
-
-    def pause(self):
-        self.proc.send_signal(signal.SIGSTOP)
-
-    def resume(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGCONT)
-
-    def kill(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGCONT)
-            self.proc.kill()
-            self.proc.wait()
-
-    def log(self):
-        try:
-            return self.logfile.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
 
     def clients(self):
         """Client ids of the connections the broker accepted, in order."""

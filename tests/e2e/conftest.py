@@ -119,7 +119,47 @@ def free_port():
 # mosquitto
 
 
-class Broker:
+class BrokerProcess:
+    """Process control shared by the brokers the tests start (mosquitto here,
+    aedes in aedes_broker.py): `proc` is the running broker, `logfile` its log."""
+
+    def stop(self, sig=signal.SIGTERM, timeout=10.0):
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        if sig == signal.SIGTERM or sig == signal.SIGKILL:
+            self.resume()
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def restart(self):
+        self.stop()
+        self.start()
+
+    def pause(self):
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.kill()
+            self.proc.wait()
+
+    def log(self):
+        try:
+            return self.logfile.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+
+class Broker(BrokerProcess):
     """A mosquitto process on 127.0.0.1:<port>; survives stop()/restart() on the same port."""
 
     kind = "mosquitto"
@@ -182,41 +222,6 @@ class Broker:
         raise RuntimeError("mosquitto did not start")
 
     _runs = 0
-
-    def stop(self, sig=signal.SIGTERM, timeout=10.0):
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        if sig == signal.SIGTERM or sig == signal.SIGKILL:
-            self.resume()
-        self.proc.send_signal(sig)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-    def restart(self):
-        self.stop()
-        self.start()
-
-    def pause(self):
-        self.proc.send_signal(signal.SIGSTOP)
-
-    def resume(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGCONT)
-
-    def kill(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGCONT)
-            self.proc.kill()
-            self.proc.wait()
-
-    def log(self):
-        try:
-            return self.logfile.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
 
     def clients(self):
         """Client ids of the connections the broker accepted, in order."""
