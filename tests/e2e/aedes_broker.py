@@ -45,14 +45,6 @@ class AedesBroker(BrokerProcess):
         self._runs = 0
         self.start()
 
-    @property
-    def url(self):
-        return "tcp://127.0.0.1:%d" % self.port
-
-    @property
-    def host(self):
-        return "127.0.0.1"
-
     def start(self, timeout=20.0):
         assert self.proc is None or self.proc.poll() is not None
         with open(self.logfile, "ab") as log:

@@ -121,7 +121,16 @@ def free_port():
 
 class BrokerProcess:
     """Process control shared by the brokers the tests start (mosquitto here,
-    aedes in aedes_broker.py): `proc` is the running broker, `logfile` its log."""
+    aedes in aedes_broker.py): `proc` is the running broker, `logfile` its log,
+    `port` its plain MQTT listener on 127.0.0.1."""
+
+    @property
+    def url(self):
+        return "tcp://127.0.0.1:%d" % self.port
+
+    @property
+    def host(self):
+        return "127.0.0.1"
 
     def stop(self, sig=signal.SIGTERM, timeout=10.0):
         if self.proc is None or self.proc.poll() is not None:
@@ -194,14 +203,6 @@ class Broker(BrokerProcess):
         self.conf.write_text("\n".join(lines) + "\n")
         self.proc = None
         self.start()
-
-    @property
-    def url(self):
-        return "tcp://127.0.0.1:%d" % self.port
-
-    @property
-    def host(self):
-        return "127.0.0.1"
 
     def start(self, timeout=10.0):
         assert self.proc is None or self.proc.poll() is not None

@@ -19,7 +19,6 @@ relharness.py so that its fixtures are not registered twice, and adds:
 tests/reliability is a package (__init__.py) so that this file is not imported under the
 module name `conftest`, which tests/e2e uses for its own.
 """
-import re
 import sys
 
 import pytest
@@ -28,7 +27,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import relharness as rh  # noqa: E402
-from relharness import e2e, assert_clean_stderr, transports, url_for  # noqa: E402
+from relharness import transports, url_for  # noqa: E402
+from relfixtures import fw, make_peer, run_fw, spawn_fw  # noqa: E402,F401
 
 
 def pytest_report_header(config):
@@ -56,62 +56,6 @@ def make_broker(tmp_path):
 @pytest.fixture
 def broker(make_broker):
     return make_broker()
-
-
-@pytest.fixture
-def make_peer(request):
-    """make_peer(broker, client_id=None, clean_session=True) -> the e2e paho `Peer`."""
-    peers = []
-
-    def make(broker, client_id=None, clean_session=True):
-        cid = client_id or "rpeer-%s-%d" % (re.sub(r"\W", "", request.node.name)[-30:], len(peers))
-        p = e2e.Peer(broker, cid, clean_session)
-        peers.append(p)
-        return p
-
-    yield make
-    for p in peers:
-        p.close()
-
-
-# --------------------------------------------------------------------------------------
-# the firmware
-
-
-class CheckedRunner(e2e._Runner):
-    """The e2e runner, plus a sanitizer check of every process's stderr."""
-
-    def check(self):
-        for p in self.procs:
-            if p.proc.poll() is None:
-                continue
-            p._te.join(2)
-            assert_clean_stderr(p.stderr, "firmware %s" % p.proc.args)
-
-
-@pytest.fixture
-def fw(tmp_path):
-    r = CheckedRunner(tmp_path)
-    yield r
-    r.cleanup()
-    r.check()
-
-
-@pytest.fixture
-def run_fw(fw):
-    """run_fw(script, vars={...}, timeout=20, env=None) -> (rc, stdout, stderr); the stderr
-    is checked for sanitizer reports here too, at once."""
-    def run(script, vars=None, timeout=20.0, env=None):
-        rc, out, err = fw.run(script, vars, timeout, env)
-        assert_clean_stderr(err)
-        return rc, out, err
-    return run
-
-
-@pytest.fixture
-def spawn_fw(fw):
-    return fw.spawn
-
 
 
 # --------------------------------------------------------------------------------------
