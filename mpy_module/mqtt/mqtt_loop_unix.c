@@ -178,7 +178,11 @@ static void *mqtt_waker_main(void *arg) {
             uint64_t now = mqtt_c_ticks_ms();
             pthread_mutex_lock(&mqtt_loop.lock);
             if (!mqtt_pump_pending()) {
+                // The pump ran, and may have re-armed a client without a poke
+                // (mqtt_c_watch while kicking): build the list again.
                 mqtt_loop.kick = false;
+                pthread_mutex_unlock(&mqtt_loop.lock);
+                continue;
             } else if (now >= mqtt_loop.kick_due) {
                 mqtt_loop.kick_due = now + (uint64_t)mqtt_loop.kick_ms;
                 if (mqtt_loop.kick_ms < 16) {
