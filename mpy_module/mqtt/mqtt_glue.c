@@ -507,14 +507,7 @@ int mqtt_c_file_flush(mp_obj_t file) {
 }
 
 void mqtt_c_file_close(mp_obj_t file) {
-    nlr_buf_t nlr;
-    if (nlr_push(&nlr) == 0) {
-        int err;
-        mp_get_stream(file)->ioctl(file, MP_STREAM_CLOSE, 0, &err);
-        nlr_pop();
-    } else {
-        mqtt_requeue_user_exit(MP_OBJ_FROM_PTR(nlr.ret_val));
-    }
+    mqtt_c_sock_close(file); // a file is a stream too
 }
 
 int mqtt_c_fs_rename(mp_obj_t from, mp_obj_t to) {
