@@ -721,7 +721,7 @@ fn inbound_qos_flows_and_duplicates() {
     let evs = events(&mut e);
     assert_eq!(
         evs,
-        vec![Event::Message { msg: Msg { topic: "a/b".into(), payload: b"one".to_vec() }, qos: QoS::AtLeastOnce, retain: false, dup: false }]
+        vec![Event::Message { msg: Msg { topic: "a/b".into(), payload: b"one".to_vec() }, qos: QoS::AtLeastOnce, retain: false, dup: false, pid: 7 }]
     );
     assert_eq!(transmit_all(&mut e, 1), vec![Pkt::PubAck(7)]);
     // QoS 2: delivered once, duplicates before PUBREL only re-acknowledged

@@ -236,12 +236,14 @@ pub enum Event<M> {
         session_present: bool,
         reason: Option<LostReason>,
     },
-    /// An incoming message (payload already in `msg`).
+    /// An incoming message (payload already in `msg`). `pid` is its packet id (0 at
+    /// QoS 0): a persistent store records an inbound QoS 2 delivery by it.
     Message {
         msg: M,
         qos: QoS,
         retain: bool,
         dup: bool,
+        pid: u16,
     },
     /// A publish is done: rc 0 (QoS 0 written, QoS 1 PUBACK, QoS 2 PUBCOMP) or < 0 when its
     /// request became invalid before it could be encoded.
@@ -1514,6 +1516,7 @@ impl<H: Request, Q: Queue<Entry<H>>, M, P: Queue<u16>> Engine<H, Q, M, P> {
                     qos,
                     retain,
                     dup,
+                    pid,
                 });
             }
             match qos {
