@@ -245,6 +245,13 @@ class MqttClient:
         from the store, under their original mids."""
         ...
 
+    def in_doubt(self) -> bool:
+        """Addition: True only while ``on_message`` runs for a QoS 2 message whose delivery
+        began before a power cut or crash and was never recorded as finished (the previous
+        run may have handled it); it is the last message that run began to deliver. Always
+        False without ``persistence``."""
+        ...
+
     def on_message(self, callback: Optional[_OnMessage], /) -> None:
         """Registers ``callback(topic: str, message: bytearray)`` for received messages.
 

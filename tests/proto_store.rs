@@ -8,7 +8,9 @@ use dl7450_mqtt::proto::codec::{Packet, Publish as PubPkt};
 use dl7450_mqtt::proto::engine::EntryState;
 #[cfg(feature = "persistence")]
 use dl7450_mqtt::proto::engine::CHANGE_CAPACITY;
-use dl7450_mqtt::proto::store::{self, Change, DecodeError, Publish, Record, Replayed, Restore, StoreError};
+use dl7450_mqtt::proto::store::{
+    self, Change, DecodeError, InDoubt, Publish, Record, Replayed, Restore, StoreError, IN_DOUBT_MAX,
+};
 use dl7450_mqtt::proto::*;
 
 /// Owned copy of a record.
@@ -17,6 +19,7 @@ enum Rec {
     Pub { mid: u32, pid: u16, qos: QoS, retain: bool, state: EntryState, topic: Vec<u8>, payload: Vec<u8> },
     State(u32, EntryState),
     Done(u32),
+    Delivering(u16),
     Held(u16),
     Released(u16),
     Cleared,
@@ -39,6 +42,7 @@ impl Restore for Collect {
             },
             Record::State { mid, state } => Rec::State(mid, state),
             Record::Done { mid } => Rec::Done(mid),
+            Record::InboundDelivering { pid } => Rec::Delivering(pid),
             Record::InboundHeld { pid } => Rec::Held(pid),
             Record::InboundReleased { pid } => Rec::Released(pid),
             Record::InboundCleared => Rec::Cleared,
@@ -82,6 +86,7 @@ fn sample<'a>() -> Vec<Record<'a>> {
         }),
         Record::State { mid: 7, state: EntryState::Sent },
         Record::State { mid: 8, state: EntryState::Released },
+        Record::InboundDelivering { pid: 40000 },
         Record::InboundHeld { pid: 40000 },
         Record::Done { mid: 7 },
         Record::InboundReleased { pid: 40000 },
@@ -119,13 +124,14 @@ fn every_record_round_trips() {
 fn replay_applies_every_record_in_order() {
     let (log, _) = encode(&sample());
     let (r, recs) = replay(&log, b"dev-1").unwrap();
-    assert_eq!(r, Replayed { valid_len: log.len(), records: 9, next_mid: 7, dropped: false });
-    assert_eq!(recs.len(), 9);
+    assert_eq!(r, Replayed { valid_len: log.len(), records: 10, next_mid: 7, dropped: false });
+    assert_eq!(recs.len(), 10);
     assert!(matches!(recs[0], Rec::Pub { mid: 7, pid: 1, qos: QoS::AtLeastOnce, retain: false, .. }));
     assert!(matches!(recs[1], Rec::Pub { mid: 8, pid: 2, qos: QoS::ExactlyOnce, retain: true, .. }));
     assert_eq!(recs[2..], [
         Rec::State(7, EntryState::Sent),
         Rec::State(8, EntryState::Released),
+        Rec::Delivering(40000),
         Rec::Held(40000),
         Rec::Done(7),
         Rec::Released(40000),
@@ -174,7 +180,7 @@ fn random_garbage_after_a_log_is_dropped_without_panic() {
         let extra = rng.below(64) as usize;
         l.extend(rng.bytes(extra));
         let (r, got) = replay(&l, b"dev-1").unwrap();
-        assert_eq!(got.len(), 9);
+        assert_eq!(got.len(), 10);
         assert_eq!(r.dropped, extra > 0);
         let n = rng.below(200) as usize;
         let garbage = rng.bytes(n);
@@ -201,6 +207,46 @@ fn a_log_of_another_client_or_format_is_refused() {
     assert_eq!(replay(&other, b"dev-1").err(), Some(StoreError::Format));
     // empty: an empty store
     assert_eq!(replay(&[], b"dev-1").unwrap(), (Replayed::default(), vec![]));
+}
+
+/// The in-doubt set after replaying `records`.
+fn in_doubt_after(records: &[Record<'_>]) -> Vec<u16> {
+    let mut d = InDoubt::default();
+    for r in records {
+        d.apply(r);
+    }
+    d.ids().to_vec()
+}
+
+#[test]
+fn a_delivery_without_its_end_is_in_doubt() {
+    use Record::*;
+    // ended by its I: not in doubt; cut before its I: in doubt
+    assert_eq!(in_doubt_after(&[InboundDelivering { pid: 5 }, InboundHeld { pid: 5 }]), Vec::<u16>::new());
+    assert_eq!(in_doubt_after(&[InboundDelivering { pid: 5 }]), vec![5]);
+    // a second cut while another id is delivered keeps the first one in doubt
+    let two = [InboundDelivering { pid: 5 }, InboundDelivering { pid: 6 }, InboundHeld { pid: 6 }];
+    assert_eq!(in_doubt_after(&two), vec![5]);
+    // PUBREL or a broker without the session ends it too
+    assert_eq!(in_doubt_after(&[InboundDelivering { pid: 5 }, InboundReleased { pid: 5 }]), Vec::<u16>::new());
+    assert_eq!(
+        in_doubt_after(&[InboundDelivering { pid: 5 }, InboundDelivering { pid: 7 }, InboundCleared]),
+        Vec::<u16>::new()
+    );
+}
+
+#[test]
+fn the_in_doubt_set_is_bounded_and_forgets_the_oldest() {
+    let mut d = InDoubt::default();
+    for pid in 1..=(IN_DOUBT_MAX as u16 + 2) {
+        d.begin(pid);
+        d.begin(pid);
+    }
+    assert_eq!(d.ids(), (3..=IN_DOUBT_MAX as u16 + 2).collect::<Vec<_>>().as_slice());
+    assert!(d.end(5));
+    assert!(!d.end(5));
+    assert!(!d.contains(5) && d.contains(6));
+    assert_eq!(d.ids().len(), IN_DOUBT_MAX - 1);
 }
 
 #[test]

@@ -423,6 +423,12 @@ static mp_obj_t mqtt_client_pending(mp_obj_t self_in) {
 }
 static MP_DEFINE_CONST_FUN_OBJ_1(mqtt_client_pending_obj, mqtt_client_pending);
 
+// in_doubt() -> whether the message on_message runs for may have been delivered before
+static mp_obj_t mqtt_client_in_doubt(mp_obj_t self_in) {
+    return mp_obj_new_bool(mqtt_rs_in_doubt(mqtt_client_get(self_in)->rs));
+}
+static MP_DEFINE_CONST_FUN_OBJ_1(mqtt_client_in_doubt_obj, mqtt_client_in_doubt);
+
 static mp_obj_t mqtt_client_set_cb(mp_obj_t self_in, mp_obj_t cb, mqtt_cb_t which) {
     mqtt_client_obj_t *self = mqtt_client_get(self_in);
     if (cb != mp_const_none && !mp_obj_is_callable(cb)) {
@@ -463,6 +469,7 @@ static const mp_rom_map_elem_t mqtt_client_locals_dict_table[] = {
     { MP_ROM_QSTR(MP_QSTR_disconnect), MP_ROM_PTR(&mqtt_client_disconnect_obj) },
     { MP_ROM_QSTR(MP_QSTR_is_connected), MP_ROM_PTR(&mqtt_client_is_connected_obj) },
     { MP_ROM_QSTR(MP_QSTR_pending), MP_ROM_PTR(&mqtt_client_pending_obj) },
+    { MP_ROM_QSTR(MP_QSTR_in_doubt), MP_ROM_PTR(&mqtt_client_in_doubt_obj) },
     { MP_ROM_QSTR(MP_QSTR_on_message), MP_ROM_PTR(&mqtt_client_on_message_obj) },
     { MP_ROM_QSTR(MP_QSTR_on_subscribe), MP_ROM_PTR(&mqtt_client_on_subscribe_obj) },
     { MP_ROM_QSTR(MP_QSTR_on_publish), MP_ROM_PTR(&mqtt_client_on_publish_obj) },

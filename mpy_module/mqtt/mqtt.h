@@ -59,6 +59,7 @@ void mqtt_rs_disconnect(void *rs, mqtt_status_t *st);
 bool mqtt_rs_is_connected(void *rs);
 // The mids of the unfinished publishes, as a list.
 mp_obj_t mqtt_rs_pending(void *rs, mqtt_status_t *st);
+bool mqtt_rs_in_doubt(void *rs);
 // Connected, connecting or waiting to retry.
 bool mqtt_rs_is_active(void *rs);
 void mqtt_rs_set_callback(void *rs, mqtt_cb_t which, mp_obj_t cb, mqtt_status_t *st);

@@ -2,6 +2,7 @@
 //! engine's events turned into Python callbacks.
 use super::client::*;
 use super::ffi::*;
+use crate::proto::codec::QoS;
 use crate::proto::engine::Event;
 use crate::proto::rc;
 
@@ -96,13 +97,18 @@ unsafe fn dispatch(p: *mut Client, ev: Event<InMsg>) {
             let cb = (*p).cbs[CB_CONNECT];
             mqtt_c_call_connect(cb, code as mp_int_t, session_present);
         }
-        Event::Message { msg, .. } => {
+        Event::Message { msg, qos, pid, .. } => {
             let cb = (*p).cbs[CB_MESSAGE];
+            // With a store, a QoS 2 delivery is bracketed by its records (see
+            // `persist.rs`); a failed write shows at the next write to the transport.
+            let bracket = (*p).store.is_some() && qos == QoS::ExactlyOnce;
+            if bracket {
+                (*p).begin_delivery(pid);
+            }
             mqtt_c_call_message(cb, msg.topic, msg.payload);
-            if (*p).store.is_some() {
-                // A QoS 2 message's id goes to the store right after its delivery
-                // (made durable before PUBREC leaves). A failure shows at the
-                // next write to the transport.
+            if bracket {
+                (*p).end_delivery(pid);
+            } else if (*p).store.is_some() {
                 let _ = (*p).sync_changes(false);
             }
         }

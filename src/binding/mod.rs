@@ -125,6 +125,13 @@ pub unsafe extern "C" fn mqtt_rs_pending(rs: *mut core::ffi::c_void, st: *mut mq
 /// # Safety
 /// `rs` is a live client.
 #[no_mangle]
+pub unsafe extern "C" fn mqtt_rs_in_doubt(rs: *mut core::ffi::c_void) -> bool {
+    (*(rs as *mut Client)).in_doubt()
+}
+
+/// # Safety
+/// `rs` is a live client.
+#[no_mangle]
 pub unsafe extern "C" fn mqtt_rs_is_active(rs: *mut core::ffi::c_void) -> bool {
     (*(rs as *mut Client)).is_active()
 }

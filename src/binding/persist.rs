@@ -9,6 +9,10 @@
 //!   before the pump delivers the events. A change that guards a packet
 //!   (PUBREC received, inbound QoS 2 id held or released) is made durable
 //!   first; the others (sent, complete) are written without a flush.
+//! - An inbound QoS 2 message is delivered between two records: `B pid`,
+//!   durable before `on_message` is called, and `I pid` after it returns
+//!   (durable before PUBREC leaves). A restart that finds a `B` without its
+//!   `I` delivers the broker's resend of that id with `in_doubt()` true.
 //! - The log is compacted (the live state written to `DIR/mqtt.new`, which
 //!   then replaces the log) at start-up, when it outgrows its live state, and
 //!   after a failed write (a half-written record would hide what follows it).
@@ -19,7 +23,7 @@ use super::obj::*;
 use crate::proto::codec::{QoS, Sink};
 use crate::proto::engine::Kind;
 use crate::proto::rc;
-use crate::proto::store::{self, Publish, Record, Restore, StoreError};
+use crate::proto::store::{self, Change, InDoubt, Publish, Record, Restore, StoreError};
 
 const LOG_NAME: &[u8] = b"/mqtt.log";
 const NEW_NAME: &[u8] = b"/mqtt.new";
@@ -38,6 +42,16 @@ pub struct Store {
     broken: bool,
     /// Changes that guard a packet were written but are not durable yet.
     unsynced: bool,
+    /// The inbound QoS 2 id whose `on_message` runs now (0: none). Its `I` record
+    /// waits until the callback returns.
+    delivering: u16,
+    /// The engine's `InboundHeld` change for `delivering` was taken during the
+    /// callback: the end of the delivery writes it.
+    held_deferred: bool,
+    /// Deliveries that began before a restart and never ended (see `proto::store`).
+    in_doubt: InDoubt,
+    /// The message `on_message` runs for now is in doubt.
+    doubt_now: bool,
 }
 
 fn persistence_error() -> ApiError {
@@ -65,6 +79,9 @@ struct IntoEngine<'a>(&'a mut Client);
 
 impl Restore for IntoEngine<'_> {
     fn apply(&mut self, r: &Record<'_>) -> Result<(), i32> {
+        if let Some(st) = self.0.store.as_mut() {
+            st.in_doubt.apply(r);
+        }
         let e = &mut self.0.engine;
         match *r {
             Record::Publish(p) => unsafe {
@@ -89,6 +106,7 @@ impl Restore for IntoEngine<'_> {
             },
             Record::State { mid, state } => e.restore_state(mid, state),
             Record::Done { mid } => e.restore_done(mid),
+            Record::InboundDelivering { .. } => Ok(()),
             Record::InboundHeld { pid } => e.restore_inbound_qos2(pid, true),
             Record::InboundReleased { pid } => e.restore_inbound_qos2(pid, false),
             Record::InboundCleared => e.restore_inbound_qos2_cleared(),
@@ -120,6 +138,10 @@ impl Client {
             scratch,
             broken: true,
             unsynced: false,
+            delivering: 0,
+            held_deferred: false,
+            in_doubt: InDoubt::default(),
+            doubt_now: false,
         });
         self.engine.set_persistence(true);
         self.restore()?;
@@ -236,6 +258,17 @@ impl Client {
         let mut sync = false;
         let mut any = false;
         while let Some(c) = self.engine.poll_change() {
+            if let Some(st) = self.store.as_mut() {
+                if c == (Change::InboundHeld { pid: st.delivering }) {
+                    // on_message runs for it: `end_delivery` records it when it returns
+                    st.held_deferred = true;
+                    continue;
+                }
+                if c == Change::InboundCleared {
+                    // the broker has no session: it resends nothing
+                    st.in_doubt.clear();
+                }
+            }
             sync |= c.needs_sync();
             any = true;
             if let Some(st) = self.store.as_mut() {
@@ -352,12 +385,79 @@ impl Client {
             }
         }
         let mut ok = true;
-        engine.for_each_inbound_qos2(|pid| ok &= store::encode(&mut st.scratch, &Record::InboundHeld { pid }));
+        let delivering = st.delivering;
+        engine.for_each_inbound_qos2(|pid| {
+            if pid != delivering {
+                ok &= store::encode(&mut st.scratch, &Record::InboundHeld { pid });
+            }
+        });
+        if delivering != 0 {
+            ok &= store::encode(&mut st.scratch, &Record::InboundDelivering { pid: delivering });
+        }
+        for &pid in st.in_doubt.ids() {
+            if pid != delivering {
+                ok &= store::encode(&mut st.scratch, &Record::InboundDelivering { pid });
+            }
+        }
         if !ok {
             return Err(());
         }
         flush_scratch(&mut st.scratch, &mut total)?;
         Ok(total)
+    }
+
+    /// Before `on_message` for an inbound QoS 2 message: its `B` record is made
+    /// durable, so that a power cut from here on leaves the message in doubt
+    /// rather than lost or silently repeated. A failed write leaves the store
+    /// broken; the message is delivered all the same, and the failure shows at
+    /// the next write to the transport (before PUBREC could leave).
+    pub(super) fn begin_delivery(&mut self, pid: u16) {
+        let st = match self.store.as_mut() {
+            Some(st) => st,
+            None => return,
+        };
+        st.delivering = pid;
+        st.held_deferred = false;
+        st.doubt_now = st.in_doubt.contains(pid);
+        if st.broken {
+            return;
+        }
+        if !store::encode(&mut st.scratch, &Record::InboundDelivering { pid }) {
+            st.scratch.clear();
+            st.broken = true;
+            return;
+        }
+        let _ = self.append_scratch(true);
+    }
+
+    /// After `on_message` returned: the delivery's `I` record is written (made
+    /// durable before PUBREC leaves), with the changes queued meanwhile.
+    pub(super) fn end_delivery(&mut self, pid: u16) {
+        let st = match self.store.as_mut() {
+            Some(st) => st,
+            None => return,
+        };
+        st.delivering = 0;
+        st.doubt_now = false;
+        st.in_doubt.end(pid);
+        if core::mem::replace(&mut st.held_deferred, false) && !st.broken {
+            if !store::encode(&mut st.scratch, &Record::InboundHeld { pid }) {
+                st.scratch.clear();
+                st.broken = true;
+                return;
+            }
+            st.unsynced = true;
+            if self.append_scratch(false).is_err() {
+                return;
+            }
+        }
+        let _ = self.sync_changes(false);
+    }
+
+    /// `in_doubt()`: whether the message `on_message` runs for now began its
+    /// delivery before a restart that cut it short (it may be a repeat).
+    pub fn in_doubt(&self) -> bool {
+        self.store.as_ref().is_some_and(|st| st.doubt_now)
     }
 
     /// Closes the log (the client goes away).

@@ -16,5 +16,10 @@ impl Client {
     pub(super) fn sync_changes(&mut self, _durable: bool) -> Result<(), ()> {
         Ok(())
     }
+    pub(super) fn begin_delivery(&mut self, _pid: u16) {}
+    pub(super) fn end_delivery(&mut self, _pid: u16) {}
+    pub fn in_doubt(&self) -> bool {
+        false
+    }
     pub(super) fn close_store(&mut self) {}
 }

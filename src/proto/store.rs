@@ -21,7 +21,8 @@
 //! | `P` | mid u32, pid u16, flags u8, topic len u16, topic, payload | a QoS 1/2 publish accepted (flags: qos, retain, state) |
 //! | `S` | mid u32, state u8 | the publish was written (1) or got its PUBREC (2) |
 //! | `D` | mid u32 | the publish is complete (or failed): it leaves the store |
-//! | `I` | pid u16 | an inbound QoS 2 PUBLISH was accepted (held until PUBREL) |
+//! | `B` | pid u16 | `on_message` begins for an inbound QoS 2 PUBLISH (durable before the call) |
+//! | `I` | pid u16 | an inbound QoS 2 PUBLISH was delivered: held until PUBREL |
 //! | `R` | pid u16 | PUBREL for an inbound QoS 2 id |
 //! | `C` | - | every inbound QoS 2 id is released (the broker had no session) |
 //!
@@ -29,6 +30,11 @@
 //! record torn by a power cut is dropped, never applied half, and nothing after it is
 //! read. The binding then compacts (rewrites the live state into a fresh log), so the torn
 //! tail is gone before anything is appended.
+//!
+//! A `B` that no `I`, `R` or `C` for its id follows marks a message *in doubt*: a power
+//! cut came while its `on_message` ran, or right after, so the application may have seen
+//! it. The broker sends it again (it never got PUBREC) and the binding tells the
+//! application that this delivery may be a repeat ([`InDoubt`]).
 
 use super::codec::{QoS, Sink};
 use super::engine::EntryState;
@@ -49,6 +55,7 @@ const K_HEADER: u8 = b'H';
 const K_PUBLISH: u8 = b'P';
 const K_STATE: u8 = b'S';
 const K_DONE: u8 = b'D';
+const K_IN_DELIVERING: u8 = b'B';
 const K_IN_HELD: u8 = b'I';
 const K_IN_RELEASED: u8 = b'R';
 const K_IN_CLEARED: u8 = b'C';
@@ -88,6 +95,7 @@ pub enum Record<'a> {
     Publish(Publish<'a>),
     State { mid: u32, state: EntryState },
     Done { mid: u32 },
+    InboundDelivering { pid: u16 },
     InboundHeld { pid: u16 },
     InboundReleased { pid: u16 },
     InboundCleared,
@@ -230,7 +238,7 @@ fn body_len(r: &Record<'_>) -> usize {
         Record::Publish(p) => 4 + 2 + 1 + 2 + p.topic.len() + p.payload.len(),
         Record::State { .. } => 5,
         Record::Done { .. } => 4,
-        Record::InboundHeld { .. } | Record::InboundReleased { .. } => 2,
+        Record::InboundDelivering { .. } | Record::InboundHeld { .. } | Record::InboundReleased { .. } => 2,
         Record::InboundCleared => 0,
     }
 }
@@ -278,6 +286,10 @@ pub fn encode<S: Sink + ?Sized>(sink: &mut S, r: &Record<'_>) -> bool {
         Record::Done { mid } => {
             s.put(&[K_DONE]);
             s.put(&mid.to_le_bytes());
+        }
+        Record::InboundDelivering { pid } => {
+            s.put(&[K_IN_DELIVERING]);
+            s.put(&pid.to_le_bytes());
         }
         Record::InboundHeld { pid } => {
             s.put(&[K_IN_HELD]);
@@ -382,6 +394,10 @@ fn decode_body(kind: u8, b: &[u8]) -> Option<Record<'_>> {
             exact(4)?;
             Record::Done { mid: u32_at(b, 0)? }
         }
+        K_IN_DELIVERING => {
+            exact(2)?;
+            Record::InboundDelivering { pid: u16_at(b, 0)? }
+        }
         K_IN_HELD => {
             exact(2)?;
             Record::InboundHeld { pid: u16_at(b, 0)? }
@@ -481,4 +497,77 @@ pub fn replay<R: Restore>(log: &[u8], client_id: &[u8], target: &mut R) -> Resul
 /// and a log stays below about three times its live state plus [`COMPACT_SLACK`].
 pub fn needs_compaction(log_len: usize, live_len: usize) -> bool {
     log_len > live_len.saturating_mul(2).saturating_add(COMPACT_SLACK)
+}
+
+// ---------------------------------------------------------------------------------------
+// Deliveries in doubt
+// ---------------------------------------------------------------------------------------
+
+/// How many inbound QoS 2 deliveries in doubt are remembered.
+pub const IN_DOUBT_MAX: usize = 8;
+
+/// The inbound QoS 2 packet ids whose delivery began before a restart and whose end was
+/// never recorded: `on_message` may already have run for them, fully or in part. Each
+/// power cut adds at most the one message being delivered, and the broker's redelivery
+/// of that id (it never got PUBREC) ends it, so a few slots are plenty; past
+/// [`IN_DOUBT_MAX`] the oldest is forgotten.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct InDoubt {
+    ids: [u16; IN_DOUBT_MAX],
+    len: usize,
+}
+
+impl InDoubt {
+    /// A `B` record: the delivery of `pid` began.
+    pub fn begin(&mut self, pid: u16) {
+        if self.contains(pid) {
+            return;
+        }
+        if self.len == IN_DOUBT_MAX {
+            self.ids.copy_within(1.., 0);
+            self.len -= 1;
+        }
+        if let Some(slot) = self.ids.get_mut(self.len) {
+            *slot = pid;
+            self.len += 1;
+        }
+    }
+
+    /// The delivery of `pid` ended (its `I`, `R`): true when it was in doubt.
+    pub fn end(&mut self, pid: u16) -> bool {
+        match self.ids().iter().position(|&x| x == pid) {
+            Some(i) => {
+                self.ids.copy_within(i + 1..self.len, i);
+                self.len -= 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The broker has no session (a `C`): nothing will be redelivered.
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    pub fn contains(&self, pid: u16) -> bool {
+        self.ids().contains(&pid)
+    }
+
+    /// The ids in doubt, oldest first.
+    pub fn ids(&self) -> &[u16] {
+        self.ids.get(..self.len).unwrap_or(&[])
+    }
+
+    /// Follows a replayed record.
+    pub fn apply(&mut self, r: &Record<'_>) {
+        match *r {
+            Record::InboundDelivering { pid } => self.begin(pid),
+            Record::InboundHeld { pid } | Record::InboundReleased { pid } => {
+                self.end(pid);
+            }
+            Record::InboundCleared => self.clear(),
+            _ => {}
+        }
+    }
 }

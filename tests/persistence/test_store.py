@@ -334,3 +334,72 @@ def test_a_packet_id_reused_in_the_log_keeps_only_the_newer_message(run_fw, brok
     # mids go on after the header's next mid
     out = offline(run_fw, store, n=1, cid="dev-reuse")
     assert one(out, "MIDS") == [40]
+
+
+DOUBT = r'''
+import mqtt
+def on_connect(rc, flags):
+    print('CONN', rc, flags['session_present'])
+    if rc == 0 and not flags['session_present']:
+        c.subscribe(('doubt/t', 2))
+def on_message(topic, msg):
+    m = bytes(msg).decode()
+    print('MSG', m, c.in_doubt())
+    if m == HANG:
+        while True:                     # the test kills the firmware here
+            pass
+c = mqtt.MqttClient(URL, 'dev-doubt', persistence=DIR)
+c.on_message(on_message)
+c.on_subscribe(lambda mid, granted: print('SUB', granted))
+c.connect(on_connect, {})
+'''
+
+
+def test_a_message_whose_on_message_was_cut_short_comes_again_in_doubt(spawn_fw, broker, peer, tmp_path):
+    """A kill while on_message runs for a QoS 2 message: the restarted client gets it
+    again from the broker and delivers it with in_doubt() true, once; the messages
+    delivered before the kill do not come again, those after it are not in doubt, and
+    the doubt ends with that delivery (a later restart has none)."""
+    store = str(tmp_path / "s")
+
+    def msgs(p):
+        return [tuple(l.split()[1:]) for _, l in p.lines if l.startswith("MSG ")]
+
+    p = spawn_fw(DOUBT, {"URL": broker.url, "DIR": store, "HANG": "m2"})
+    p.expect(r"^SUB \[2\]", 20)
+    for i in range(5):
+        peer.publish("doubt/t", b"m%d" % i, 2, wait=False)
+    p.expect(r"^MSG m2 ", 20)
+    time.sleep(0.2)
+    p.kill()
+    assert msgs(p) == [("m0", "False"), ("m1", "False"), ("m2", "False")]
+
+    p = spawn_fw(DOUBT, {"URL": broker.url, "DIR": store, "HANG": ""})
+    p.expect(r"^MSG m4 ", 20)
+    time.sleep(0.5)  # late duplicates, if any, would arrive now
+    p.kill()
+    assert msgs(p) == [("m2", "True"), ("m3", "False"), ("m4", "False")]
+
+    p = spawn_fw(DOUBT, {"URL": broker.url, "DIR": store, "HANG": ""})
+    p.expect(r"^CONN 0 True", 20)
+    peer.publish("doubt/t", b"m5", 2, wait=False)
+    p.expect(r"^MSG m5 ", 20)
+    time.sleep(0.3)
+    p.kill()
+    assert msgs(p) == [("m5", "False")]
+
+
+def test_in_doubt_is_false_without_a_store_and_outside_on_message(spawn_fw, broker, peer):
+    p = spawn_fw(r'''
+import mqtt
+c = mqtt.MqttClient(URL, 'dev-nodoubt')
+c.on_message(lambda topic, msg: print('MSG', bytes(msg).decode(), c.in_doubt()))
+c.on_subscribe(lambda mid, granted: print('SUB', granted))
+c.connect(lambda rc, flags: c.subscribe(('nodoubt/t', 2)), {})
+print('IDLE', c.in_doubt())
+''', {"URL": broker.url})
+    p.expect(r"^SUB \[2\]", 20)
+    peer.publish("nodoubt/t", b"x", 2, wait=False)
+    p.expect(r"^MSG x ", 20)
+    p.kill()
+    assert "IDLE False" in p.stdout and "MSG x False" in p.stdout, p.stdout
