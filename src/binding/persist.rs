@@ -226,6 +226,17 @@ impl Client {
             self.engine.cancel_queued(mid);
             return Err(persistence_error());
         }
+        // The message is durable; a compaction that fails is retried by the next write.
+        let _ = self.compact_if_grown();
+        Ok(())
+    }
+
+    /// Compacts the log when it has outgrown its live state (see `store::needs_compaction`).
+    fn compact_if_grown(&mut self) -> Result<(), ()> {
+        let grown = self.store.as_ref().is_some_and(|st| store::needs_compaction(st.log_len, st.live_len));
+        if grown {
+            self.compact()?;
+        }
         Ok(())
     }
 
@@ -290,11 +301,7 @@ impl Client {
         }
         let unsynced = self.store.as_ref().is_some_and(|st| st.unsynced);
         self.append_scratch(durable && unsynced)?;
-        let grown = self.store.as_ref().is_some_and(|st| store::needs_compaction(st.log_len, st.live_len));
-        if grown {
-            self.compact()?;
-        }
-        Ok(())
+        self.compact_if_grown()
     }
 
     /// Rewrites the log from the engine's current state: the live state goes to
@@ -311,6 +318,9 @@ impl Client {
                 st.live_len = len;
                 st.broken = false;
                 st.unsynced = false;
+                // the rewrite recorded a delivery under way as begun, and the engine's
+                // change that would record it as delivered is dropped with the others
+                st.held_deferred |= st.delivering != 0;
                 self.engine.clear_changes();
                 Ok(())
             }
@@ -420,6 +430,8 @@ impl Client {
         st.held_deferred = false;
         st.doubt_now = st.in_doubt.contains(pid);
         if st.broken {
+            // the rewrite records this delivery as begun (see `write_live_state`)
+            let _ = self.compact();
             return;
         }
         if !store::encode(&mut st.scratch, &Record::InboundDelivering { pid }) {
