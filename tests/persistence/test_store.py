@@ -9,6 +9,8 @@ import subprocess
 import time
 import zlib
 
+import pytest
+
 from relharness import e2e, parse_kv
 
 # Publishes while no connection was ever made; the process then ends (no client active).
@@ -409,3 +411,55 @@ print('IDLE', c.in_doubt())
     p.expect(r"^MSG x ", 20)
     p.kill()
     assert "IDLE False" in p.stdout and "MSG x False" in p.stdout, p.stdout
+
+
+# A flash chip as the device has one: a block device in an image file (writes go straight
+# to the file, so a kill keeps exactly what the file system had written), with littlefs
+# or FAT on it, mounted at /flash.
+FLASH = r'''
+import vfs
+class Flash:
+    def __init__(self, path):
+        self.f = open(path, 'r+b')
+    def readblocks(self, n, buf, off=0):
+        self.f.seek(n * 512 + off)
+        self.f.readinto(buf)
+    def writeblocks(self, n, buf, off=0):
+        self.f.seek(n * 512 + off)
+        self.f.write(buf)
+    def ioctl(self, op, arg):
+        return {4: BLOCKS, 5: 512}.get(op, 0)
+fs_type = getattr(vfs, FS)
+flash = Flash(IMAGE)
+if MKFS:
+    fs_type.mkfs(flash)
+vfs.mount(fs_type(flash), '/flash')
+'''
+
+
+@pytest.mark.parametrize("fs", ["VfsLfs2", "VfsFat"])
+def test_the_store_on_littlefs_and_fat_survives_a_kill(spawn_fw, run_fw, broker, peer, tmp_path, fs):
+    """The store through the firmware's file API on the device's file systems: littlefs
+    commits a file's data only when it is synced, so a kill right after publish()
+    returned shows that publish() made the message durable there too."""
+    image = tmp_path / "flash.img"
+    blocks = 1024
+    image.write_bytes(b"\xff" * (512 * blocks))
+    words = {"FS": fs, "IMAGE": str(image), "BLOCKS": blocks, "ID": "dev-flash", "DIR": "/flash/mqtt",
+             "URL": broker.url}
+    p = spawn_fw(FLASH.replace("MKFS", "True") + r'''
+import mqtt
+c = mqtt.MqttClient('mqtt://127.0.0.1:1', ID, persistence=DIR)
+print('MIDS', [c.publish('flash/t', 'm%d' % i, 1 + i % 2) for i in range(6)])
+wait_until(lambda: False, 60000)        # the test kills the firmware here
+''', words)
+    p.expect(r"^MIDS", 20)
+    p.kill()
+    assert one(p.stdout, "MIDS") == [1, 2, 3, 4, 5, 6]
+    peer.subscribe("flash/#", 2)
+    rc, out, err = run_fw(FLASH.replace("MKFS", "False") + DRAIN, words)
+    assert rc == 0, out + err
+    assert one(out, "RESTORED") == [1, 2, 3, 4, 5, 6]
+    assert one(out, "ONPUBLISH") == [(m, 0) for m in range(1, 7)]
+    got = sorted(m[1] for m in peer.wait_messages(6, 10, "flash/"))
+    assert got == [b"m%d" % i for i in range(6)]
