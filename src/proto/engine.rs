@@ -1,6 +1,16 @@
 //! The sans-IO session engine: connection state machine, reconnect schedule, keep-alive,
 //! QoS 1/2 flows, in-flight window and buffer. See the module documentation of
 //! [`crate::proto`] for the design and the rules.
+//!
+//! This file holds the engine's types, its state, its construction and accessors, and the
+//! event queue. The code is split by concern:
+//! - `lifecycle`: `connect`/`disconnect`, `poll_action`, transport up/down, CONNACK,
+//!   keep-alive and attempt timeouts, a lost connection (reconnect schedule, poison rule);
+//! - `outbound`: `publish`/`subscribe`/`unsubscribe`, packet ids, the request queue, the
+//!   in-flight window and buffer, `poll_transmit`;
+//! - `inbound`: `handle_bytes` and the receive state machine, incoming PUBLISH, inbound
+//!   QoS 1/2 and the QoS 2 id store, the acknowledgements of the engine's requests;
+//! - `persist`: the change queue for a persistent store, and restoring a session.
 
 use heapless::{Deque, Vec};
 
