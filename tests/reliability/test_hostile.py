@@ -213,7 +213,7 @@ def test_connack_refused_is_permanent(run_fw, hostile, transport, transport_wrap
 def test_unknown_packet_ids_are_harmless(run_fw, hostile, transport, transport_wrap):
     """PUBACK/PUBREC/PUBREL/PUBCOMP for ids the client never used: the connection stays up;
     PUBREL is answered with PUBCOMP (MQTT-4.3.3) and an unknown PUBREC with PUBREL (the
-    engine's rule, src/proto/engine.rs); the session keeps working."""
+    engine's rule, src/proto/engine/inbound.rs); the session keeps working."""
     def h(conn):
         conn.expect(H.CONNECT)
         conn.send(H.connack(0) + H.ack(H.PUBACK, 0x1234) + H.ack(H.PUBREC, 0x2345)
