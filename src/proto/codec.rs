@@ -1,10 +1,14 @@
 //! MQTT 3.1.1 control packets: encoding into a [`Sink`], validation, and decoding
-//! (from a complete buffer with [`decode`], or incrementally from a byte stream split
+//! (from a complete buffer with [`decode()`], or incrementally from a byte stream split
 //! anywhere with [`StreamDecoder`] or the engine's own receive state machine, which
 //! shares [`FixedHeaderParser`] and [`decode_body`] with them).
 //!
 //! Every violation of the 3.1.1 rules is an [`Error`] value; no function here panics on
 //! any input.
+//!
+//! This file holds the packet model (types, packet type numbers, [`Error`]) and the
+//! validation of strings, topic names and topic filters; encoding is in `encode`,
+//! decoding in `decode`.
 
 mod decode;
 mod encode;

@@ -9,6 +9,10 @@
 //!   input (no copy, no buffering), however frames split MQTT packets and however the input
 //!   is split, plus pings (to answer with a pong), pongs and close.
 //!
+//! This file holds the constants and [`WsError`]; the handshake (SHA-1, base64, the
+//! upgrade request and response) is in `handshake`, the frames (masking, encoding,
+//! [`WsSink`], [`FrameDecoder`]) in `frame`.
+//!
 //! Binding loop, after the handshake (`UpgradeParser::feed` returned `Some(n)`: the bytes
 //! after `n` are already frame data):
 //!
