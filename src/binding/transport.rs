@@ -47,6 +47,7 @@ impl Client {
         self.send_off = 0;
         self.rx_start = 0;
         self.rx_end = 0;
+        self.rx_drained = false;
         unsafe { gc_free_bytes(&mut self.rx_big) };
         self.ws_close();
     }
@@ -216,6 +217,15 @@ impl Client {
         true
     }
 
+    /// Whether a read may find something. A TLS stream may hold decrypted
+    /// bytes that poll() cannot see: it is always read.
+    fn may_have_input(&mut self) -> bool {
+        // Asked at every read, so that a readiness found before this read does
+        // not cause another one later.
+        let readable = unsafe { mqtt_c_take_readable(self.slot) };
+        readable || !self.rx_drained
+    }
+
     /// Reads what the socket has (within a budget); false when nothing came.
     pub(super) fn read_some(&mut self, now: u64) -> bool {
         let mut progress = false;
@@ -230,6 +240,9 @@ impl Client {
                 if full && self.rx_big.is_null() {
                     self.rx_big = unsafe { gc_bytes(RX_SIZE) };
                 }
+                if !self.may_have_input() {
+                    break;
+                }
                 let buf = self.rx_mut();
                 let (p, cap) = (buf.as_mut_ptr(), buf.len());
                 let mut err: i32 = 0;
@@ -239,6 +252,7 @@ impl Client {
                         self.stream_failed(now, err);
                         return true;
                     }
+                    self.rx_drained = !self.scheme.is_tls();
                     break;
                 }
                 if n == 0 {
@@ -252,6 +266,7 @@ impl Client {
                 }
                 self.rx_end = n as usize;
                 full = self.rx_end == cap;
+                self.rx_drained = !full && !self.scheme.is_tls();
                 total += n as usize;
                 progress = true;
             }
@@ -299,6 +314,7 @@ impl Client {
                     // first: take in what the socket still holds before the connection
                     // counts as lost (read_some reports the loss if it meets it).
                     if self.transport == Transport::Up {
+                        self.rx_drained = false;
                         self.read_some(now);
                     }
                     if matches!(self.transport, Transport::Up | Transport::WsUpgrade) {
