@@ -217,8 +217,15 @@ impl Client {
         true
     }
 
-    /// Whether a read may find something. A TLS stream may hold decrypted
-    /// bytes that poll() cannot see: it is always read.
+    /// Whether the event loop polls the descriptor the bytes come from, so
+    /// that an empty kernel buffer stays empty until it reports readiness. Not
+    /// so for TLS (the stream may hold decrypted bytes that poll() cannot see)
+    /// nor for a stream without a descriptor (one written in Python).
+    fn readiness_is_polled(&self) -> bool {
+        self.fd >= 0 && !self.scheme.is_tls()
+    }
+
+    /// Whether a read may find something.
     fn may_have_input(&mut self) -> bool {
         // Asked at every read, so that a readiness found before this read does
         // not cause another one later.
@@ -252,7 +259,7 @@ impl Client {
                         self.stream_failed(now, err);
                         return true;
                     }
-                    self.rx_drained = !self.scheme.is_tls();
+                    self.rx_drained = self.readiness_is_polled();
                     break;
                 }
                 if n == 0 {
@@ -266,7 +273,7 @@ impl Client {
                 }
                 self.rx_end = n as usize;
                 full = self.rx_end == cap;
-                self.rx_drained = !full && !self.scheme.is_tls();
+                self.rx_drained = !full && self.readiness_is_polled();
                 total += n as usize;
                 progress = true;
             }
@@ -374,15 +381,13 @@ impl Client {
             }
         }
         if matches!(self.transport, Transport::Up | Transport::WsUpgrade) {
-            if self.store.is_some() {
-                // With a store, what a read produced is delivered by the pump
-                // before the acknowledgements go out (in the next round).
-                progress |= self.flush(now);
-                progress |= self.read_some(now);
-            } else {
-                progress |= self.read_some(now);
-                progress |= self.flush(now);
-            }
+            // What a read produced is delivered by the pump before the
+            // acknowledgements go out, in the next round: then they leave in
+            // one write with what the callbacks published (a round trip made
+            // from on_message costs one write, not two), and with a store the
+            // changes are durable first.
+            progress |= self.flush(now);
+            progress |= self.read_some(now);
         }
         progress
     }
