@@ -385,9 +385,16 @@ impl Client {
             // acknowledgements go out, in the next round: then they leave in
             // one write with what the callbacks published (a round trip made
             // from on_message costs one write, not two), and with a store the
-            // changes are durable first.
-            progress |= self.flush(now);
-            progress |= self.read_some(now);
+            // changes are durable first. Without a store, TLS reads first: the
+            // handshake runs inside the first read or write, and a failed one
+            // is classified (untrusted, expired, refused...) on the read path.
+            if self.store.is_some() || !self.scheme.is_tls() {
+                progress |= self.flush(now);
+                progress |= self.read_some(now);
+            } else {
+                progress |= self.read_some(now);
+                progress |= self.flush(now);
+            }
         }
         progress
     }
