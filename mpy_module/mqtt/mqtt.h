@@ -72,8 +72,6 @@ const char *mqtt_rs_error_description(mp_int_t code, size_t *len);
 
 // Objects (MP_OBJ_NULL when out of memory).
 mp_obj_t mqtt_c_new_str(const char *data, size_t len);
-// A str of `len` bytes of valid UTF-8, always a new object.
-mp_obj_t mqtt_c_new_str_valid(const char *data, size_t len);
 mp_obj_t mqtt_c_new_bytes(const uint8_t *data, size_t len);
 mp_obj_t mqtt_c_new_bytearray(size_t len, uint8_t **items);
 mp_obj_t mqtt_c_new_tuple(size_t n, const mp_obj_t *items);

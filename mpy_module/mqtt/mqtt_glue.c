@@ -28,18 +28,6 @@ mp_obj_t mqtt_c_new_str(const char *data, size_t len) {
     return MP_OBJ_NULL;
 }
 
-mp_obj_t mqtt_c_new_str_valid(const char *data, size_t len) {
-    // The data is valid UTF-8 already (the core checked it): no second check,
-    // and no look-up among the interned strings (a topic rarely is one).
-    nlr_buf_t nlr;
-    if (nlr_push(&nlr) == 0) {
-        mp_obj_t o = mp_obj_new_str_copy(&mp_type_str, (const byte *)data, len);
-        nlr_pop();
-        return o;
-    }
-    return MP_OBJ_NULL;
-}
-
 mp_obj_t mqtt_c_new_bytes(const uint8_t *data, size_t len) {
     nlr_buf_t nlr;
     if (nlr_push(&nlr) == 0) {

@@ -135,7 +135,7 @@ impl Inbox for Alloc {
     type Msg = InMsg;
     fn begin(&mut self, topic: &str, payload_len: usize) -> Option<InMsg> {
         unsafe {
-            let t = mqtt_c_new_str_valid(topic.as_ptr() as *const _, topic.len());
+            let t = mqtt_c_new_str(topic.as_ptr() as *const _, topic.len());
             if t.is_null() {
                 return None;
             }
