@@ -381,17 +381,16 @@ impl Client {
             }
         }
         if matches!(self.transport, Transport::Up | Transport::WsUpgrade) {
-            // What a read produced is delivered by the pump before the
-            // acknowledgements go out, in the next round: then they leave in
-            // one write with what the callbacks published (a round trip made
-            // from on_message costs one write, not two), and with a store the
-            // changes are durable first. Without a store, TLS reads first: the
-            // handshake runs inside the first read or write, and a failed one
-            // is classified (untrusted, expired, refused...) on the read path.
-            if self.store.is_some() || !self.scheme.is_tls() {
+            if self.store.is_some() {
+                // With a store, what a read produced is delivered by the pump
+                // before the acknowledgements go out (in the next round).
                 progress |= self.flush(now);
                 progress |= self.read_some(now);
             } else {
+                // Acknowledgements leave at once, before the callbacks run: a
+                // broker with Nagle's algorithm on (mosquitto's default) holds
+                // its next packet until the client's TCP acknowledges the last
+                // one, which an early write does without a delayed ACK.
                 progress |= self.read_some(now);
                 progress |= self.flush(now);
             }
