@@ -277,6 +277,12 @@ fn validation_helpers() {
     assert_eq!(n(&[0xFF]), Err(Error::BadUtf8));
     assert_eq!(n(&vec![b'a'; 65_536]), Err(Error::StringTooLong));
     assert!(n(&vec![b'a'; 65_535]).is_ok());
+    // the ASCII scan and the full check agree, whatever comes first
+    assert_eq!(n(b"a+\0"), Err(Error::NulChar));
+    assert_eq!(n("é/+".as_bytes()), Err(Error::Wildcard));
+    assert_eq!(n("é\0".as_bytes()), Err(Error::NulChar));
+    assert_eq!(n(b"a/b/c/d/e/f/\x80"), Err(Error::BadUtf8));
+    assert_eq!(n(&[b'#'; 65_536]), Err(Error::StringTooLong));
     for ok in ["#", "+", "a/#", "+/+/#", "a/+/b", "/", "//", "+/", "/#", "sport/tennis/+"] {
         assert!(f(ok.as_bytes()).is_ok(), "{ok}");
     }

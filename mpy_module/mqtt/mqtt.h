@@ -124,6 +124,9 @@ uint64_t mqtt_c_ticks_ms(void);
 // when want_write), or at deadline_ms (UINT64_MAX: none). fd < 0: no socket.
 void mqtt_c_watch(int slot, int fd, bool want_write, uint64_t deadline_ms);
 void mqtt_c_unwatch(int slot);
+// Whether the event loop found the client's socket readable since the last
+// call (and forgets it). A back-end that cannot tell answers true.
+bool mqtt_c_take_readable(int slot);
 int mqtt_c_slot_alloc(void);
 void mqtt_c_slot_free(int slot);
 // Asks for the pump to run soon (from the Python thread).

@@ -64,6 +64,11 @@ void mqtt_c_watch(int slot, int fd, bool want_write, uint64_t deadline_ms) {
     MICROPY_END_ATOMIC_SECTION(atomic_state);
 }
 
+bool mqtt_c_take_readable(int slot) {
+    (void)slot;
+    return true; // readiness is asked of the socket object: the pump reads to see
+}
+
 void mqtt_c_unwatch(int slot) {
     if (slot >= 0 && slot < MQTT_MAX_CLIENTS) {
         mqtt_slots[slot].armed = false;

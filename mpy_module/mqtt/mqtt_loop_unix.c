@@ -43,6 +43,7 @@ typedef struct {
     bool used;
     bool armed;
     bool want_write;
+    bool readable;      // poll() found the socket ready since the pump last asked
     uint64_t deadline;
 } mqtt_slot_t;
 
@@ -120,6 +121,7 @@ static bool mqtt_take_ready(const struct pollfd *pfd, const int *owner, size_t n
     for (size_t k = 0; k < n; k++) {
         if (pfd[k].revents && owner[k] >= 0 && mqtt_loop.slots[owner[k]].armed) {
             mqtt_loop.slots[owner[k]].armed = false;
+            __atomic_store_n(&mqtt_loop.slots[owner[k]].readable, true, __ATOMIC_RELEASE);
             fire = true;
         }
     }
@@ -175,15 +177,21 @@ static void *mqtt_waker_main(void *arg) {
             // a Python thread that runs Python code (a loop of publish() calls,
             // a computation) runs the pump by itself at its next branch, and
             // then no signal is needed at all.
+            // Whether the pump ran is only looked at when a signal is due:
+            // a script publishing in a loop requests the pump at every call,
+            // and the waker, woken by the first request, then sleeps until
+            // the grace period ends instead of being woken by every one.
             uint64_t now = mqtt_c_ticks_ms();
             pthread_mutex_lock(&mqtt_loop.lock);
-            if (!mqtt_pump_pending()) {
+            if (now < mqtt_loop.kick_due) {
+                // still within the grace period or the interval
+            } else if (!mqtt_pump_pending()) {
                 // The pump ran, and may have re-armed a client without a poke
                 // (mqtt_c_watch while kicking): build the list again.
                 mqtt_loop.kick = false;
                 pthread_mutex_unlock(&mqtt_loop.lock);
                 continue;
-            } else if (now >= mqtt_loop.kick_due) {
+            } else {
                 mqtt_loop.kick_due = now + (uint64_t)mqtt_loop.kick_ms;
                 if (mqtt_loop.kick_ms < 16) {
                     mqtt_loop.kick_ms *= 2;
@@ -286,7 +294,7 @@ int mqtt_c_slot_alloc(void) {
     int slot = -1;
     for (int i = 0; i < MQTT_MAX_CLIENTS; i++) {
         if (!mqtt_loop.slots[i].used) {
-            mqtt_loop.slots[i] = (mqtt_slot_t) { .fd = -1, .used = true, .armed = false, .deadline = UINT64_MAX };
+            mqtt_loop.slots[i] = (mqtt_slot_t) { .fd = -1, .used = true, .armed = false, .readable = true, .deadline = UINT64_MAX };
             slot = i;
             break;
         }
@@ -308,13 +316,20 @@ void mqtt_c_watch(int slot, int fd, bool want_write, uint64_t deadline_ms) {
     s->want_write = want_write;
     s->deadline = deadline_ms;
     s->armed = true;
-    // While the waker kicks it wakes by itself within 2 ms and rebuilds its
-    // list then: the pump re-arming a client after each burst costs no wake-up.
-    changed = changed && mqtt_loop.waker_armed && !mqtt_loop.kick;
+    // The waker polls the old list until it is woken (while it kicks, up to
+    // the end of the grace period): a client re-armed after a burst wakes it.
+    changed = changed && mqtt_loop.waker_armed;
     pthread_mutex_unlock(&mqtt_loop.lock);
     if (changed) {
         mqtt_pipe_poke(mqtt_loop.wake_pipe[1]);
     }
+}
+
+bool mqtt_c_take_readable(int slot) {
+    if (slot < 0 || slot >= MQTT_MAX_CLIENTS) {
+        return true;
+    }
+    return __atomic_exchange_n(&mqtt_loop.slots[slot].readable, false, __ATOMIC_ACQ_REL);
 }
 
 void mqtt_c_unwatch(int slot) {

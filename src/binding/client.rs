@@ -232,6 +232,10 @@ pub struct Client {
     pub(super) rx_small: [u8; RX_SMALL],
     pub(super) rx_start: usize,
     pub(super) rx_end: usize,
+    /// Plain TCP: the last read found the kernel's receive buffer empty (it
+    /// returned EAGAIN or less than it asked for). Until the event loop finds
+    /// the socket readable again, another read would only return EAGAIN.
+    pub(super) rx_drained: bool,
     /// The persistent session store (`persistence=DIR`), None: in memory only.
     pub(super) store: Option<Store>,
     /// When the grown buffers are given back (0: none is grown).
@@ -314,6 +318,7 @@ impl Client {
                 rx_small: [0; RX_SMALL],
                 rx_start: 0,
                 rx_end: 0,
+                rx_drained: false,
                 store: None,
                 trim_at: 0,
             },

@@ -47,6 +47,7 @@ impl Client {
         self.send_off = 0;
         self.rx_start = 0;
         self.rx_end = 0;
+        self.rx_drained = false;
         unsafe { gc_free_bytes(&mut self.rx_big) };
         self.ws_close();
     }
@@ -216,6 +217,22 @@ impl Client {
         true
     }
 
+    /// Whether the event loop polls the descriptor the bytes come from, so
+    /// that an empty kernel buffer stays empty until it reports readiness. Not
+    /// so for TLS (the stream may hold decrypted bytes that poll() cannot see)
+    /// nor for a stream without a descriptor (one written in Python).
+    fn readiness_is_polled(&self) -> bool {
+        self.fd >= 0 && !self.scheme.is_tls()
+    }
+
+    /// Whether a read may find something.
+    fn may_have_input(&mut self) -> bool {
+        // Asked at every read, so that a readiness found before this read does
+        // not cause another one later.
+        let readable = unsafe { mqtt_c_take_readable(self.slot) };
+        readable || !self.rx_drained
+    }
+
     /// Reads what the socket has (within a budget); false when nothing came.
     pub(super) fn read_some(&mut self, now: u64) -> bool {
         let mut progress = false;
@@ -230,6 +247,9 @@ impl Client {
                 if full && self.rx_big.is_null() {
                     self.rx_big = unsafe { gc_bytes(RX_SIZE) };
                 }
+                if !self.may_have_input() {
+                    break;
+                }
                 let buf = self.rx_mut();
                 let (p, cap) = (buf.as_mut_ptr(), buf.len());
                 let mut err: i32 = 0;
@@ -239,6 +259,7 @@ impl Client {
                         self.stream_failed(now, err);
                         return true;
                     }
+                    self.rx_drained = self.readiness_is_polled();
                     break;
                 }
                 if n == 0 {
@@ -252,6 +273,7 @@ impl Client {
                 }
                 self.rx_end = n as usize;
                 full = self.rx_end == cap;
+                self.rx_drained = !full && self.readiness_is_polled();
                 total += n as usize;
                 progress = true;
             }
@@ -299,6 +321,7 @@ impl Client {
                     // first: take in what the socket still holds before the connection
                     // counts as lost (read_some reports the loss if it meets it).
                     if self.transport == Transport::Up {
+                        self.rx_drained = false;
                         self.read_some(now);
                     }
                     if matches!(self.transport, Transport::Up | Transport::WsUpgrade) {
@@ -364,6 +387,10 @@ impl Client {
                 progress |= self.flush(now);
                 progress |= self.read_some(now);
             } else {
+                // Acknowledgements leave at once, before the callbacks run: a
+                // broker with Nagle's algorithm on (mosquitto's default) holds
+                // its next packet until the client's TCP acknowledges the last
+                // one, which an early write does without a delayed ACK.
                 progress |= self.read_some(now);
                 progress |= self.flush(now);
             }

@@ -177,6 +177,10 @@ pub fn validate_topic_name(bytes: &[u8]) -> Result<(), Error> {
     if bytes.is_empty() {
         return Err(Error::EmptyTopic);
     }
+    // The common case in one pass: ASCII without NUL or wildcards is valid.
+    if bytes.len() <= MAX_STRING_LEN && bytes.iter().all(|&c| c != 0 && c < 0x80 && c != b'+' && c != b'#') {
+        return Ok(());
+    }
     validate_utf8(bytes)?;
     if bytes.iter().any(|&c| c == b'+' || c == b'#') {
         return Err(Error::Wildcard);

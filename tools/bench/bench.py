@@ -50,7 +50,8 @@ class Proc:
     """A child process; a thread reaps it with wait4 (end time and rusage) and
     another collects its stdout lines."""
 
-    def __init__(self, cmd, env=None, stdin=None, stdout=subprocess.PIPE, name=None, sample_rss=False):
+    def __init__(self, cmd, env=None, stdin=None, stdout=subprocess.PIPE, name=None, sample_rss=False,
+                 sample_cpu_with=None):
         self.name = name or os.path.basename(cmd[0])
         self.cmd = cmd
         self.err = tempfile.TemporaryFile()
@@ -64,6 +65,9 @@ class Proc:
         threading.Thread(target=self._reap, daemon=True).start()
         if sample_rss:
             threading.Thread(target=self._sample, daemon=True).start()
+        self.cpu_samples = []   # (client's CPU, other's CPU), see _sample_cpu
+        if sample_cpu_with:
+            threading.Thread(target=self._sample_cpu, args=(sample_cpu_with,), daemon=True).start()
         if stdout == subprocess.PIPE:
             threading.Thread(target=self._read, daemon=True).start()
 
@@ -91,6 +95,26 @@ class Proc:
             except (FileNotFoundError, ProcessLookupError, ValueError):
                 break
             self.exited.wait(0.01)
+
+    def _sample_cpu(self, other):
+        # Every 10 ms: the CPU the client's main thread and the process `other`
+        # (the broker) last ran on (/proc/PID/stat field 39). Whether a round
+        # trip crosses CPUs decides its latency on this machine (each hop is then
+        # a wake-up of the other, idle, virtual CPU).
+        def cpu(pid):
+            with open("/proc/%d/stat" % pid) as f:
+                return int(f.read().rsplit(")", 1)[1].split()[36])
+        while not self.exited.wait(0.01):
+            try:
+                self.cpu_samples.append((cpu(self.p.pid), cpu(other)))
+            except (FileNotFoundError, ProcessLookupError, ValueError, IndexError):
+                break
+
+    def same_cpu_share(self):
+        """The share of samples with the client on the broker's CPU (None: no sample)."""
+        if not self.cpu_samples:
+            return None
+        return sum(1 for a, b in self.cpu_samples if a == b) / len(self.cpu_samples)
 
     def _read(self):
         for line in self.p.stdout:
@@ -277,16 +301,16 @@ class Bench:
         cpu_us = (ru.ru_utime + ru.ru_stime) * 1e6 / n if ru else None
         return {"rate": rate, "rss_kib": pub.maxrss_kib(), "cpu_us": cpu_us, **extra}
 
-    def latency(self, client, qos, warm, n, port):
+    def latency(self, client, qos, warm, n, port, broker_pid=None):
         topic = self.topic("rtt")
         if client == "mosq":
             cmd, env = [self.a.mosq_rtt, HOST, str(port), topic, str(warm), str(n), str(qos)], None
         else:
             cmd, env = self.cmd(client, "rtt", topic, [warm, n, qos], port)
-        p = Proc(cmd, env=env, name=client)
+        p = Proc(cmd, env=env, name=client, sample_cpu_with=broker_pid)
         r = p.result(60 + n * 0.1)
         p.wait(10)
-        return r["rtt_us"]
+        return r["rtt_us"], p.same_cpu_share()
 
     def heap_pub(self, client, warm, m):
         topic = self.topic("heap")
@@ -426,6 +450,7 @@ def main():
     rtt = {}    # (client, qos) -> [samples]
     rtt_med = {}  # (client, qos) -> [per-round medians]
     rtt_nagle = {}  # (client, qos) -> samples on the default broker
+    rtt_same_cpu = {}  # (client, qos) -> [per round: share of CPU samples on the broker's CPU]
     tp_clients = {0: ["mod", "mod-paced", "umqtt", "paho", "paho-c", "mosq"],
                   1: ["mod", "mod-paced", "mod-persist", "umqtt", "umqtt-nagle", "paho", "paho-c", "mosq"],
                   2: ["mod", "mod-paced", "mod-persist", "paho", "paho-c", "mosq"]}
@@ -455,13 +480,16 @@ def main():
                 for c in cl:
                     # clients whose turns wait for delayed ACKs (~44 ms): fewer samples
                     warm, n = SLOW_RTT.get((c, qos), (RTT_WARM, RTT_N))
-                    s = b.latency(c, qos, warm, n, lbroker.port)
+                    s, same = b.latency(c, qos, warm, n, lbroker.port, lbroker.proc.p.pid)
                     rtt.setdefault((c, qos), []).extend(s)
                     rtt_med.setdefault((c, qos), []).append(statistics.median(s))
-                    log("round %d  QoS %d  %-26s RTT median %8.1f us  p99 %8.1f us"
-                        % (r + 1, qos, NAMES[c], statistics.median(s), pct(s, 99)))
+                    if same is not None:
+                        rtt_same_cpu.setdefault((c, qos), []).append(same)
+                    log("round %d  QoS %d  %-26s RTT median %8.1f us  p99 %8.1f us  on the broker's CPU: %s"
+                        % (r + 1, qos, NAMES[c], statistics.median(s), pct(s, 99),
+                           "-" if same is None else "%.0f %%" % (100 * same)))
                     if r == 0 and c != "umqtt-nagle":
-                        s = b.latency(c, qos, 2, 20, broker.port)
+                        s, _ = b.latency(c, qos, 2, 20, broker.port)
                         rtt_nagle[(c, qos)] = s
                         log("round %d  QoS %d  %-26s RTT median %8.1f us on the default broker"
                             % (r + 1, qos, NAMES[c], statistics.median(s)))
@@ -542,6 +570,9 @@ def main():
             per_round={c: rtt_med[(c, qos)] for c in cols if (c, qos) in rtt_med})
         vals = {c: pct(rtt[(c, qos)], 99) for c in cols if (c, qos) in rtt}
         row("round trip QoS %d, p99 µs" % qos, vals, "mosq", lambda v: "%.0f" % v)
+        vals = {c: rtt_same_cpu[(c, qos)] for c in cols if (c, qos) in rtt_same_cpu}
+        rows.append(["  client on the broker's CPU, share of samples per round"]
+                     + [", ".join("%.0f %%" % (100 * x) for x in vals[c]) if c in vals else "" for c in cols])
     for qos in (0, 1, 2):
         vals = {c: med(rtt_nagle[(c, qos)]) for c in cols if (c, qos) in rtt_nagle}
         row("  QoS %d median µs, broker without set_tcp_nodelay" % qos, vals, "mosq", lambda v: "%.0f" % v)
@@ -649,6 +680,7 @@ def main():
                    "rtt_median_us": {"%s/%d" % k: v for k, v in rtt_med.items()},
                    "rtt_p99_us": {"%s/%d" % k: pct(v, 99) for k, v in rtt.items()},
                    "rtt_default_broker_us": {"%s/%d" % k: v for k, v in rtt_nagle.items()},
+                   "rtt_same_cpu_share": {"%s/%d" % k: v for k, v in rtt_same_cpu.items()},
                    "heap_pub": heap, "heap_rx": {"%s/%d" % k: v for k, v in heap_rx.items()},
                    "written_per_msg": {"%s/%d" % k: v for k, v in written.items()},
                    "cpu_us_per_msg": {"%s/%d" % k: v for k, v in cpu_msg.items()},
