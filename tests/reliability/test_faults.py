@@ -67,7 +67,10 @@ c = mqtt.MqttClient(URL, 'rel-fault-fw')
 c.on_message(on_message)
 c.on_publish(on_publish)
 c.subscribe([('rel/down/#', 2), ('rel/ctl', 1)])
-c.connect(on_connect, {'keep_alive': 2, 'max_inflight': 100, 'max_buffered': 1000})
+# poison_retries 0: the proxy's drops right after a client PUBLISH ('after_publish_c2s')
+# can hit the same resent message three times in a row, which is exactly what a broker
+# refusing that message looks like (tests/e2e/test_refused_messages.py tests that rule).
+c.connect(on_connect, {'keep_alive': 2, 'max_inflight': 100, 'max_buffered': 1000, 'poison_retries': 0})
 assert wait_until(lambda: 0 in connects, 20000), connects
 print('READY')
 PAD = 'x' * 24
