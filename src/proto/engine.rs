@@ -331,6 +331,9 @@ pub struct Engine<H, Q, M, P = InboundIds> {
     /// Lower bounds: no entry before these indexes needs a re-send / is still Queued.
     resend_from: usize,
     unsent_from: usize,
+    /// Every entry that was written (state other than `Queued`) lies before this index,
+    /// so the search for a resend stops here instead of walking the buffered messages.
+    sent_end: usize,
     acks: Deque<(u8, u16), ACK_CAPACITY>,
     events: Deque<Event<M>, EVENT_CAPACITY>,
     rx: Rx<M>,
@@ -403,6 +406,7 @@ impl<H: Request, Q: Queue<Entry<H>>, M, P: Queue<u16>> Engine<H, Q, M, P> {
             queued: 0,
             resend_from: 0,
             unsent_from: 0,
+            sent_end: 0,
             acks: Deque::new(),
             events: Deque::new(),
             rx: Rx::Header,

@@ -211,12 +211,15 @@ impl<H: Request, Q: Queue<Entry<H>>, M, P: Queue<u16>> Engine<H, Q, M, P> {
 
     fn find_resend(&mut self) -> Option<usize> {
         let mut i = self.resend_from;
-        while let Some(e) = self.queue.get(i) {
-            if self.needs_resend(e) {
-                self.resend_from = i;
-                return Some(i);
+        while i < self.sent_end {
+            match self.queue.get(i) {
+                Some(e) if self.needs_resend(e) => {
+                    self.resend_from = i;
+                    return Some(i);
+                }
+                Some(_) => i += 1,
+                None => break,
             }
-            i += 1;
         }
         self.resend_from = i;
         None
@@ -240,6 +243,9 @@ impl<H: Request, Q: Queue<Entry<H>>, M, P: Queue<u16>> Engine<H, Q, M, P> {
         let e = self.queue.remove(i)?;
         if self.resend_from > i {
             self.resend_from -= 1;
+        }
+        if self.sent_end > i {
+            self.sent_end -= 1;
         }
         if self.unsent_from > i {
             self.unsent_from -= 1;
@@ -394,6 +400,9 @@ impl<H: Request, Q: Queue<Entry<H>>, M, P: Queue<u16>> Engine<H, Q, M, P> {
                                     if self.resend_from > i {
                                         self.resend_from -= 1;
                                     }
+                                    if self.sent_end > i {
+                                        self.sent_end -= 1;
+                                    }
                                     self.push_event(Event::Published {
                                         mid: e.mid,
                                         rc: rc::OK,
@@ -404,6 +413,7 @@ impl<H: Request, Q: Queue<Entry<H>>, M, P: Queue<u16>> Engine<H, Q, M, P> {
                                 self.req_seq = seq;
                                 let mut took_slot = false;
                                 let mut sent_mid = None;
+                                self.sent_end = self.sent_end.max(i + 1);
                                 if let Some(e) = self.queue.get_mut(i) {
                                     e.state = EntryState::Sent;
                                     e.gen = gen;

@@ -147,6 +147,7 @@ impl<H: Request, Q: Queue<Entry<H>>, M, P: Queue<u16>> Engine<H, Q, M, P> {
             sent_at: 0,
         };
         self.queue.push_back(e).map_err(|_| rc::FAILURE)?;
+        self.sent_end = self.queue.len();
         self.next_pid = if pid == 65_535 { 1 } else { pid + 1 };
         if mid >= self.next_mid {
             self.next_mid = if mid == u32::MAX { 1 } else { mid + 1 };
@@ -233,5 +234,6 @@ impl<H: Request, Q: Queue<Entry<H>>, M, P: Queue<u16>> Engine<H, Q, M, P> {
         self.pid_wrapped = pids > 0 || self.pid_wrapped;
         self.resend_from = 0;
         self.unsent_from = 0;
+        self.sent_end = self.queue.len();
     }
 }
