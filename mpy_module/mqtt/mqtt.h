@@ -127,6 +127,10 @@ void mqtt_c_unwatch(int slot);
 // Whether the event loop found the client's socket readable since the last
 // call (and forgets it). A back-end that cannot tell answers true.
 bool mqtt_c_take_readable(int slot);
+// After a read from TCP socket fd: acknowledge what came at once rather than
+// after the delayed-ACK timer (a broker with Nagle's algorithm on holds its
+// next small packet until then). A back-end without the option does nothing.
+void mqtt_c_sock_quickack(int fd);
 int mqtt_c_slot_alloc(void);
 void mqtt_c_slot_free(int slot);
 // Asks for the pump to run soon (from the Python thread).

@@ -69,6 +69,10 @@ bool mqtt_c_take_readable(int slot) {
     return true; // readiness is asked of the socket object: the pump reads to see
 }
 
+void mqtt_c_sock_quickack(int fd) {
+    (void)fd; // lwIP acknowledges on its own schedule
+}
+
 void mqtt_c_unwatch(int slot) {
     if (slot >= 0 && slot < MQTT_MAX_CLIENTS) {
         mqtt_slots[slot].armed = false;

@@ -32,9 +32,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -330,6 +333,16 @@ bool mqtt_c_take_readable(int slot) {
         return true;
     }
     return __atomic_exchange_n(&mqtt_loop.slots[slot].readable, false, __ATOMIC_ACQ_REL);
+}
+
+void mqtt_c_sock_quickack(int fd) {
+    #ifdef TCP_QUICKACK
+    // Linux leaves quick-ACK mode again by itself, so it is asked after each read.
+    int one = 1;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
+    #else
+    (void)fd;
+    #endif
 }
 
 void mqtt_c_unwatch(int slot) {

@@ -281,6 +281,9 @@ impl Client {
                 break; // events must be delivered first
             }
         }
+        if total > 0 && self.fd >= 0 {
+            unsafe { mqtt_c_sock_quickack(self.fd) };
+        }
         if self.rx_start == self.rx_end && !self.rx_big.is_null() {
             // nothing left to process: the big buffer is not needed until the next burst
             self.rx_start = 0;
