@@ -19,6 +19,7 @@ pub use encode::{
     encode_subscribe, encode_unsubscribe, publish_len, validate_connect,
 };
 use decode::Reader;
+pub(crate) use encode::varint_len;
 
 /// Quality of service.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, PartialOrd, Ord, Hash)]

@@ -5,7 +5,8 @@
 
 use super::*;
 
-fn varint_len(len: usize) -> usize {
+/// Bytes of the remaining-length field for `len`.
+pub(crate) fn varint_len(len: usize) -> usize {
     match len {
         0..=127 => 1,
         128..=16_383 => 2,

@@ -179,7 +179,7 @@ impl<H: Request, Q: Queue<Entry<H>>, M, P: Queue<u16>> Engine<H, Q, M, P> {
 
     fn start_packet<I: Inbox<Msg = M>>(&mut self, now: Instant, byte0: u8, rem: usize, inbox: &mut I) -> Result<(), LostReason> {
         check_first_byte(byte0).map_err(|_| LostReason::Protocol)?;
-        let total = rem.saturating_add(5.min(1 + varint_len(rem)));
+        let total = rem.saturating_add(5.min(1 + codec::varint_len(rem)));
         if total > self.config.max_incoming_packet {
             return Err(LostReason::PacketTooLarge);
         }
@@ -486,14 +486,5 @@ impl<H: Request, Q: Queue<Entry<H>>, M, P: Queue<u16>> Engine<H, Q, M, P> {
                 rc: rc::OK,
             });
         }
-    }
-}
-
-fn varint_len(len: usize) -> usize {
-    match len {
-        0..=127 => 1,
-        128..=16_383 => 2,
-        16_384..=2_097_151 => 3,
-        _ => 4,
     }
 }
