@@ -11,6 +11,12 @@ use crate::proto::engine::{Action, LostReason};
 use crate::proto::rc;
 use core::ptr;
 
+/// Whether the firmware runs on an operating system, whose event loop (the unix
+/// back-end) reports socket readiness and whose TCP takes quick-ACK requests. On
+/// bare metal (`target_os = "none"`) the back-end answers "maybe readable" and
+/// lwIP acknowledges on its own, so that code is left out of the device build.
+const OS_EVENT_LOOP: bool = !cfg!(target_os = "none");
+
 impl Client {
     pub(super) fn host(&self) -> &str {
         unsafe { core::str::from_utf8_unchecked(core::slice::from_raw_parts(self.host.0, self.host.1)) }
@@ -222,11 +228,14 @@ impl Client {
     /// so for TLS (the stream may hold decrypted bytes that poll() cannot see)
     /// nor for a stream without a descriptor (one written in Python).
     fn readiness_is_polled(&self) -> bool {
-        self.fd >= 0 && !self.scheme.is_tls()
+        OS_EVENT_LOOP && self.fd >= 0 && !self.scheme.is_tls()
     }
 
     /// Whether a read may find something.
     fn may_have_input(&mut self) -> bool {
+        if !OS_EVENT_LOOP {
+            return true;
+        }
         // Asked at every read, so that a readiness found before this read does
         // not cause another one later.
         let readable = unsafe { mqtt_c_take_readable(self.slot) };
@@ -281,7 +290,7 @@ impl Client {
                 break; // events must be delivered first
             }
         }
-        if total > 0 && self.fd >= 0 {
+        if OS_EVENT_LOOP && total > 0 && self.fd >= 0 {
             unsafe { mqtt_c_sock_quickack(self.fd) };
         }
         if self.rx_start == self.rx_end && !self.rx_big.is_null() {
