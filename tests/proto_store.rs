@@ -325,7 +325,7 @@ fn outbound_changes_follow_the_qos_flows() {
 // The engine queues changes only when built with persistence.
 #[cfg(feature = "persistence")]
 #[test]
-fn inbound_qos2_changes_and_one_message_at_a_time_until_its_id_is_taken() {
+fn inbound_qos2_changes_and_one_message_at_a_time_until_it_is_delivered() {
     let mut e = engine(Config::default());
     e.set_persistence(true);
     e.restore_inbound_qos2(3, true).unwrap();
@@ -336,11 +336,15 @@ fn inbound_qos2_changes_and_one_message_at_a_time_until_its_id_is_taken() {
     let mut two = enc(&Packet::Publish(PubPkt { dup: false, qos: QoS::ExactlyOnce, retain: false, topic: "a", pid: 5, payload: b"x" }));
     let first = two.len();
     two.extend(enc(&Packet::Publish(PubPkt { dup: false, qos: QoS::ExactlyOnce, retain: false, topic: "a", pid: 6, payload: b"y" })));
-    // the second PUBLISH waits until the first one's id is taken
+    // the second PUBLISH waits until the first one's id is taken and its message polled
     assert_eq!(feed(&mut e, &two), first);
-    assert!(matches!(e.poll_event(), Some(Event::Message { .. })));
+    assert_eq!(e.undelivered_qos2(), Some(5));
     assert_eq!(changes(&mut e), vec![Change::InboundHeld { pid: 5 }]);
+    assert_eq!(feed(&mut e, &two[first..]), 0);
+    assert!(matches!(e.poll_event(), Some(Event::Message { pid: 5, .. })));
+    assert_eq!(e.undelivered_qos2(), None);
     assert_eq!(feed(&mut e, &two[first..]), two.len() - first);
+    assert!(matches!(e.poll_event(), Some(Event::Message { pid: 6, .. })));
     assert_eq!(changes(&mut e), vec![Change::InboundHeld { pid: 6 }]);
     feed(&mut e, &[0x62, 2, 0, 5]); // PUBREL 5
     feed(&mut e, &[0x62, 2, 0, 77]); // PUBREL for an id not held: nothing to store

@@ -42,16 +42,10 @@ pub struct Store {
     broken: bool,
     /// Changes that guard a packet were written but are not durable yet.
     unsynced: bool,
-    /// The inbound QoS 2 id whose `on_message` runs now (0: none). Its `I` record
-    /// waits until the callback returns.
+    /// The inbound QoS 2 id whose `on_message` runs now (0: none).
     delivering: u16,
-    /// The engine's `InboundHeld` change for `delivering` was taken during the
-    /// callback: the end of the delivery writes it.
-    held_deferred: bool,
     /// Deliveries that began before a restart and never ended (see `proto::store`).
     in_doubt: InDoubt,
-    /// The message `on_message` runs for now is in doubt.
-    doubt_now: bool,
 }
 
 fn persistence_error() -> ApiError {
@@ -139,9 +133,7 @@ impl Client {
             broken: true,
             unsynced: false,
             delivering: 0,
-            held_deferred: false,
             in_doubt: InDoubt::default(),
-            doubt_now: false,
         });
         self.engine.set_persistence(true);
         self.restore()?;
@@ -269,12 +261,11 @@ impl Client {
         let mut sync = false;
         let mut any = false;
         while let Some(c) = self.engine.poll_change() {
+            if matches!(c, Change::InboundHeld { .. }) {
+                // recorded by `end_delivery`, once on_message has returned
+                continue;
+            }
             if let Some(st) = self.store.as_mut() {
-                if c == (Change::InboundHeld { pid: st.delivering }) {
-                    // on_message runs for it: `end_delivery` records it when it returns
-                    st.held_deferred = true;
-                    continue;
-                }
                 if c == Change::InboundCleared {
                     // the broker has no session: it resends nothing
                     st.in_doubt.clear();
@@ -318,9 +309,6 @@ impl Client {
                 st.live_len = len;
                 st.broken = false;
                 st.unsynced = false;
-                // the rewrite recorded a delivery under way as begun, and the engine's
-                // change that would record it as delivered is dropped with the others
-                st.held_deferred |= st.delivering != 0;
                 self.engine.clear_changes();
                 Ok(())
             }
@@ -395,9 +383,12 @@ impl Client {
             }
         }
         let mut ok = true;
+        // A held id is recorded as delivered once on_message has returned: not the one
+        // it runs for (recorded as begun), nor one whose message waits to be delivered.
         let delivering = st.delivering;
+        let undelivered = engine.undelivered_qos2();
         engine.for_each_inbound_qos2(|pid| {
-            if pid != delivering {
+            if pid != delivering && Some(pid) != undelivered {
                 ok &= store::encode(&mut st.scratch, &Record::InboundHeld { pid });
             }
         });
@@ -427,8 +418,6 @@ impl Client {
             None => return,
         };
         st.delivering = pid;
-        st.held_deferred = false;
-        st.doubt_now = st.in_doubt.contains(pid);
         if st.broken {
             // the rewrite records this delivery as begun (see `write_live_state`)
             let _ = self.compact();
@@ -443,16 +432,17 @@ impl Client {
     }
 
     /// After `on_message` returned: the delivery's `I` record is written (made
-    /// durable before PUBREC leaves), with the changes queued meanwhile.
+    /// durable before PUBREC leaves), with the changes queued meanwhile. With a
+    /// broken store the next rewrite records it (the id is held and no longer
+    /// being delivered).
     pub(super) fn end_delivery(&mut self, pid: u16) {
         let st = match self.store.as_mut() {
             Some(st) => st,
             None => return,
         };
         st.delivering = 0;
-        st.doubt_now = false;
         st.in_doubt.end(pid);
-        if core::mem::replace(&mut st.held_deferred, false) && !st.broken {
+        if !st.broken {
             if !store::encode(&mut st.scratch, &Record::InboundHeld { pid }) {
                 st.scratch.clear();
                 st.broken = true;
@@ -469,7 +459,7 @@ impl Client {
     /// `in_doubt()`: whether the message `on_message` runs for now began its
     /// delivery before a restart that cut it short (it may be a repeat).
     pub fn in_doubt(&self) -> bool {
-        self.store.as_ref().is_some_and(|st| st.doubt_now)
+        self.store.as_ref().is_some_and(|st| st.delivering != 0 && st.in_doubt.contains(st.delivering))
     }
 
     /// Closes the log (the client goes away).

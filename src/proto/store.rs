@@ -70,7 +70,8 @@ pub enum Change {
     Released { mid: u32 },
     /// A QoS 1/2 publish is complete (PUBACK, PUBCOMP) or failed: it leaves the store.
     Done { mid: u32 },
-    /// An inbound QoS 2 PUBLISH was accepted (store before it is delivered or acknowledged).
+    /// An inbound QoS 2 PUBLISH was accepted and its id is held. A store records it as
+    /// delivered once the application has had the message, durably before PUBREC leaves.
     InboundHeld { pid: u16 },
     /// PUBREL for an inbound QoS 2 id (store before PUBCOMP is sent).
     InboundReleased { pid: u16 },

@@ -38,6 +38,19 @@ print('PENDING', c.pending())
 c.disconnect()
 '''
 
+# Restores dev-store's store and prints what is pending.
+RESTORE = "import mqtt\nprint('RESTORED', mqtt.MqttClient('mqtt://127.0.0.1:1', 'dev-store', persistence=DIR).pending())"
+
+# Makes a client on a store that must be refused, and prints the error.
+OPEN_ERR = r'''
+import mqtt
+try:
+    mqtt.MqttClient('mqtt://127.0.0.1:1', ID, persistence=DIR)
+    print('NO ERROR')
+except mqtt.MqttError as e:
+    print('ERR', e.args)
+'''
+
 
 def one(out, key):
     vals = parse_kv(out, key)
@@ -78,8 +91,7 @@ def test_a_torn_last_record_is_dropped_and_the_rest_restored(run_fw, broker, pee
     data = log.read_bytes()
     for cut in (1, 5, 12):           # inside the last record: CRC, body, length
         log.write_bytes(data[:-cut])
-        rc, out, err = run_fw("import mqtt\nprint('RESTORED', mqtt.MqttClient('mqtt://127.0.0.1:1', 'dev-store', "
-                              "persistence=DIR).pending())", {"DIR": str(store)})
+        rc, out, err = run_fw(RESTORE, {"DIR": str(store)})
         assert rc == 0, out + err
         assert one(out, "RESTORED") == [1, 2, 3, 4], cut
     # the store was rewritten without the torn record; the rest is delivered
@@ -99,20 +111,12 @@ def test_a_corrupt_record_ends_the_replay_there(run_fw, tmp_path):
     i = data.index(b"m2")
     data[i + 1] ^= 0x01
     log.write_bytes(bytes(data))
-    rc, out, err = run_fw("import mqtt\nprint('RESTORED', mqtt.MqttClient('mqtt://127.0.0.1:1', 'dev-store', "
-                          "persistence=DIR).pending())", {"DIR": str(store)})
+    rc, out, err = run_fw(RESTORE, {"DIR": str(store)})
     assert rc == 0, out + err
     assert one(out, "RESTORED") == [1, 2]
     # garbage that is not a store at all: an error, and the file is left alone
     log.write_bytes(b"\x0e\x00\x00\x00H" + b"NOTASTORE" * 3)
-    rc, out, err = run_fw(r'''
-import mqtt
-try:
-    mqtt.MqttClient('mqtt://127.0.0.1:1', 'dev-store', persistence=DIR)
-    print('NO ERROR')
-except mqtt.MqttError as e:
-    print('ERR', e.args)
-''', {"DIR": str(store)})
+    rc, out, err = run_fw(OPEN_ERR, {"ID": "dev-store", "DIR": str(store)})
     assert one(out, "ERR") == (-2, "persistence error")
     assert log.read_bytes().startswith(b"\x0e\x00\x00\x00HNOTASTORE")
 
@@ -121,14 +125,7 @@ def test_a_store_of_another_client_id_is_an_error_and_stays_intact(run_fw, tmp_p
     store = tmp_path / "s"
     offline(run_fw, store, cid="dev-a")
     before = (store / "mqtt.log").read_bytes()
-    rc, out, err = run_fw(r'''
-import mqtt
-try:
-    mqtt.MqttClient('mqtt://127.0.0.1:1', 'dev-b', persistence=DIR)
-    print('NO ERROR')
-except mqtt.MqttError as e:
-    print('ERR', e.args)
-''', {"DIR": str(store)})
+    rc, out, err = run_fw(OPEN_ERR, {"ID": "dev-b", "DIR": str(store)})
     assert one(out, "ERR") == (-2, "persistence error")
     assert (store / "mqtt.log").read_bytes() == before
     out = offline(run_fw, store, n=0, cid="dev-a")

@@ -29,8 +29,9 @@ impl<H: Request, Q: Queue<Entry<H>>, M, P: Queue<u16>> Engine<H, Q, M, P> {
     /// whose [`Change::needs_sync`] is true must be durable by then. While changes wait,
     /// the engine stops reading input and writing new requests once the queue is nearly
     /// full, and it reads nothing after an inbound QoS 2 PUBLISH until its
-    /// [`Change::InboundHeld`] is taken: the binding delivers that message first, then
-    /// stores its id (at least once to the application, never again once PUBREC left).
+    /// [`Change::InboundHeld`] is taken and its `Event::Message` polled: the binding
+    /// records the id as delivered once the application has had the message (see
+    /// [`Engine::undelivered_qos2`]).
     pub fn poll_change(&mut self) -> Option<Change> {
         self.changes.pop_front()
     }
@@ -50,11 +51,23 @@ impl<H: Request, Q: Queue<Entry<H>>, M, P: Queue<u16>> Engine<H, Q, M, P> {
         }
     }
 
-    /// An inbound QoS 2 id is held but not yet taken by `poll_change`: no further packet
-    /// is read until it is, so that the binding can deliver that message and store its id
-    /// before the next one arrives (see `poll_change`).
+    /// An inbound QoS 2 id is held but its change is not yet taken by `poll_change`, or
+    /// its message not yet polled: no further packet is read until both are, so that at
+    /// most one inbound QoS 2 message at a time is held and not yet delivered.
     pub(super) fn inbound_unsaved(&self) -> bool {
-        self.persistence() && self.changes.iter().any(|c| matches!(c, Change::InboundHeld { .. }))
+        self.persistence()
+            && (self.changes.iter().any(|c| matches!(c, Change::InboundHeld { .. }))
+                || self.undelivered_qos2().is_some())
+    }
+
+    /// The packet id of the inbound QoS 2 message whose `Event::Message` waits to be
+    /// polled (at most one with persistence on, see `poll_change`). Its id is held, but
+    /// a store must not record it as delivered: the application has not had it yet.
+    pub fn undelivered_qos2(&self) -> Option<u16> {
+        self.events.iter().find_map(|e| match e {
+            Event::Message { qos: QoS::ExactlyOnce, pid, .. } => Some(*pid),
+            _ => None,
+        })
     }
 
     pub(super) fn note(&mut self, c: Change) {
